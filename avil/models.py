@@ -55,3 +55,39 @@ class MLP(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+class TextEncoder(nn.Module):
+    """A pretrained Hugging Face transformer (``AutoModel.from_pretrained``) as
+    a sentence encoder: x, a dict with "input_ids" (B, L), "attention_mask"
+    (B, L) and optionally "token_type_ids" (B, L) -> features (B, hidden).
+
+    pooling: "mean" (default) averages the last hidden states over the tokens
+        whose attention mask is 1, so padding never changes an example's
+        features (how all-MiniLM-L6-v2 was trained); "cls" takes the first
+        token's state.
+    A local folder (e.g. ``avil.tasks.nlu.minilm_path()``) never touches the
+    Hub; a Hub name (``avil.tasks.nlu.MODEL``) needs network the first time.
+    """
+
+    def __init__(self, path_or_name, pooling: str = "mean"):
+        super().__init__()
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+        from transformers import AutoModel  # heavy; only text users pay for it
+
+        self.model = AutoModel.from_pretrained(str(path_or_name))
+        self.pooling = pooling
+        self.out_features = self.model.config.hidden_size
+        # from_pretrained returns eval mode; a new module is in training mode,
+        # and the trainer's .train()/.eval() then switch dropout consistently.
+        self.train()
+
+    def forward(self, x):
+        # Only the keys the tokenizer made; RoBERTa has no token_type_ids.
+        inputs = {k: x[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in x}
+        states = self.model(**inputs).last_hidden_state  # (B, L, hidden)
+        if self.pooling == "cls":
+            return states[:, 0]  # (B, hidden)
+        mask = x["attention_mask"].unsqueeze(-1).to(states.dtype)  # (B, L, 1)
+        return (states * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, hidden)
