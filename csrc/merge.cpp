@@ -1,0 +1,282 @@
+// The fused weighted delta merge of αVIL (DESIGN §4): op schemas and the CPU
+// kernels. CUDA kernels live in cuda/merge.cu.
+//
+//   merge(theta (N,) f32, deltas (K, N) f32|bf16|f16, alphas (K,) f32) -> (N,) f32
+//       θ0 + Σ_k α_k δ_k
+//   merge_(theta, deltas, alphas) -> ()      the same, written into theta
+//   dots(deltas (K, N), g (N,) f32) -> (K,) f32
+//       Δ·g, the α-gradient of L(θ0 + Δᵀα) given g = ∇_θ L
+//
+// All three are memory bound: the kernels read every input element once and
+// write every output element once, with float32 arithmetic whatever the type
+// of the deltas (half-width deltas halve the bytes read, which is their point).
+#include <Python.h>
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+extern "C" {
+// The extension is loaded by `import avil._C` only for its static
+// initialisers (TORCH_LIBRARY below); the module itself is empty, so no
+// pybind and one library for every CPython version (limited API).
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+namespace avil {
+
+// Shared by the CPU and CUDA implementations (declared again in merge.cu).
+// Checks are on metadata only: nothing here synchronises with a device.
+void check_deltas(const at::Tensor& deltas, const char* op) {
+  TORCH_CHECK(deltas.dim() == 2, op, ": deltas must be (K, N), got shape ", deltas.sizes());
+  TORCH_CHECK(deltas.size(0) > 0, op, ": deltas is empty (K = 0): there is nothing to merge");
+  const auto dt = deltas.scalar_type();
+  TORCH_CHECK(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf, op,
+              ": deltas must be float32, bfloat16 or float16, got ", dt);
+  TORCH_CHECK(deltas.is_contiguous(), op, ": deltas must be contiguous (one flat row per task)");
+}
+
+void check_vector(const at::Tensor& t, const char* name, int64_t n, const char* n_name,
+                  const at::Tensor& deltas, const char* op) {
+  TORCH_CHECK(t.dim() == 1, op, ": ", name, " must be 1-D, got shape ", t.sizes());
+  TORCH_CHECK(t.size(0) == n, op, ": ", name, " has ", t.size(0), " elements but deltas has ",
+              n_name, " = ", n);
+  TORCH_CHECK(t.scalar_type() == at::kFloat, op, ": ", name, " must be float32, got ",
+              t.scalar_type());
+  TORCH_CHECK(t.device() == deltas.device(), op, ": ", name, " is on ", t.device(),
+              " but deltas is on ", deltas.device());
+  TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
+}
+
+void check_merge(const at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas,
+                 const char* op) {
+  check_deltas(deltas, op);
+  check_vector(theta, "theta", deltas.size(1), "N", deltas, op);
+  check_vector(alphas, "alphas", deltas.size(0), "K", deltas, op);
+}
+
+void check_dots(const at::Tensor& deltas, const at::Tensor& g) {
+  check_deltas(deltas, "avil::dots");
+  check_vector(g, "g", deltas.size(1), "N", deltas, "avil::dots");
+}
+
+namespace {
+
+// Elements per cache block: the running sum of one block (8 KiB) stays in L1
+// while the K rows stream past it, so theta and the output cross the memory
+// bus once however large K is.
+constexpr int64_t kBlock = 2048;
+// Elements per parallel task: big enough that threads stream long runs.
+constexpr int64_t kGrain = 1 << 16;
+
+// Plain element loads that GCC vectorises at -O3 (bfloat16 is the top half
+// of a float32). float16 goes through the compiler's _Float16 where it has
+// one, which becomes vcvtph2ps in the x86-64-v3 copy below, else through
+// c10's bit conversion.
+inline float load(const float* p, int64_t i) { return p[i]; }
+inline float load(const c10::BFloat16* p, int64_t i) {
+  uint16_t h;
+  std::memcpy(&h, p + i, sizeof(h));
+  uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+inline float load(const c10::Half* p, int64_t i) {
+#ifdef __FLT16_MAX__
+  _Float16 h;
+  std::memcpy(&h, p + i, sizeof(h));
+  return static_cast<float>(h);
+#else
+  uint16_t h;
+  std::memcpy(&h, p + i, sizeof(h));
+  return c10::detail::fp16_ieee_to_fp32_value(h);
+#endif
+}
+
+// x86-64 builds carry a second copy of the hot loops for x86-64-v3 (AVX2,
+// FMA, F16C), picked at load time by the CPU: at the baseline (SSE2) the
+// float16 conversion and the per-element arithmetic, not memory, limit one
+// thread. Other targets compile the baseline loop only.
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+#define AVIL_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define AVIL_HOT
+#endif
+#define AVIL_INLINE inline __attribute__((always_inline))
+
+// out[i] = theta[i] + Σ_k alphas[k] * deltas[k, i] for i in [begin, end);
+// out may alias theta (merge_): every element is read before it is written.
+template <typename D>
+AVIL_INLINE void merge_range(const float* theta, const D* deltas, const float* alphas,
+                             float* out, int64_t K, int64_t N, int64_t begin, int64_t end) {
+  for (int64_t b = begin; b < end; b += kBlock) {
+    const int64_t n = std::min(kBlock, end - b);
+    const float* t = theta + b;
+    float* o = out + b;
+    const D* d0 = deltas + b;
+    const float a0 = alphas[0];
+    for (int64_t i = 0; i < n; ++i) o[i] = t[i] + a0 * load(d0, i);
+    // Two rows per sweep: half the L1 round trips of the running sum.
+    int64_t k = 1;
+    for (; k + 1 < K; k += 2) {
+      const D* da = deltas + k * N + b;
+      const D* db = deltas + (k + 1) * N + b;
+      const float aa = alphas[k], ab = alphas[k + 1];
+      for (int64_t i = 0; i < n; ++i) o[i] += aa * load(da, i) + ab * load(db, i);
+    }
+    if (k < K) {
+      const D* da = deltas + k * N + b;
+      const float aa = alphas[k];
+      for (int64_t i = 0; i < n; ++i) o[i] += aa * load(da, i);
+    }
+  }
+}
+
+// Lanes of the dot-product accumulators: a float reduction only vectorises
+// without -ffast-math if the lanes are explicit.
+constexpr int64_t kLanes = 16;
+
+// Σ_i x[i] * g[i] over n elements with kLanes float32 partial sums.
+template <typename D>
+AVIL_INLINE float dot_block(const D* x, const float* g, int64_t n) {
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) acc[l] += load(x, i + l) * g[i + l];
+  for (; i < n; ++i) acc[0] += load(x, i) * g[i];
+  float s = 0.f;
+  for (int64_t l = 0; l < kLanes; ++l) s += acc[l];
+  return s;
+}
+
+// p[k] = Σ_{i in [begin, end)} deltas[k, i] * g[i], block by block so that
+// each block of g is reused from L1 by all K rows.
+template <typename D>
+AVIL_INLINE void dots_range(const D* deltas, const float* g, float* p, int64_t K, int64_t N,
+                            int64_t begin, int64_t end) {
+  for (int64_t k = 0; k < K; ++k) p[k] = 0.f;
+  for (int64_t i = begin; i < end; i += kBlock) {
+    const int64_t n = std::min(kBlock, end - i);
+    for (int64_t k = 0; k < K; ++k) p[k] += dot_block(deltas + k * N + i, g + i, n);
+  }
+}
+
+// One non-template (so cloneable) entry point per delta type.
+#define AVIL_RANGES(D, NAME)                                                              \
+  AVIL_HOT void merge_range_##NAME(const float* theta, const D* deltas, const float* alphas, \
+                                   float* out, int64_t K, int64_t N, int64_t begin,       \
+                                   int64_t end) {                                         \
+    merge_range(theta, deltas, alphas, out, K, N, begin, end);                            \
+  }                                                                                       \
+  AVIL_HOT void dots_range_##NAME(const D* deltas, const float* g, float* p, int64_t K,   \
+                                  int64_t N, int64_t begin, int64_t end) {                \
+    dots_range(deltas, g, p, K, N, begin, end);                                           \
+  }                                                                                       \
+  void ranges(const float* theta, const D* deltas, const float* alphas, float* out,       \
+              int64_t K, int64_t N, int64_t begin, int64_t end) {                         \
+    merge_range_##NAME(theta, deltas, alphas, out, K, N, begin, end);                     \
+  }                                                                                       \
+  void ranges(const D* deltas, const float* g, float* p, int64_t K, int64_t N,            \
+              int64_t begin, int64_t end) {                                               \
+    dots_range_##NAME(deltas, g, p, K, N, begin, end);                                    \
+  }
+AVIL_RANGES(float, f32)
+AVIL_RANGES(c10::BFloat16, bf16)
+AVIL_RANGES(c10::Half, f16)
+#undef AVIL_RANGES
+
+template <typename D>
+void merge_cpu_kernel(const float* theta, const D* deltas, const float* alphas, float* out,
+                      int64_t K, int64_t N) {
+  at::parallel_for(0, N, kGrain, [&](int64_t begin, int64_t end) {
+    ranges(theta, deltas, alphas, out, K, N, begin, end);
+  });
+}
+
+// out[k] = Σ_i deltas[k, i] * g[i]. N is cut into fixed chunks whose partial
+// sums are added in chunk order at the end, so the result does not depend on
+// the number of threads.
+template <typename D>
+void dots_cpu_kernel(const D* deltas, const float* g, float* out, int64_t K, int64_t N) {
+  const int64_t chunks = (N + kGrain - 1) / kGrain;
+  std::vector<float> partial(chunks * K);  // (chunks, K)
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c)
+      ranges(deltas, g, partial.data() + c * K, K, N, c * kGrain, std::min(N, (c + 1) * kGrain));
+  });
+  for (int64_t k = 0; k < K; ++k) {
+    double s = 0.0;  // chunk sums in double: the only cross-chunk rounding
+    for (int64_t c = 0; c < chunks; ++c) s += partial[c * K + k];
+    out[k] = static_cast<float>(s);
+  }
+}
+
+void merge_cpu_into(const at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas,
+                    const at::Tensor& out) {
+  const int64_t K = deltas.size(0), N = deltas.size(1);
+  const float* t = theta.data_ptr<float>();
+  const float* a = alphas.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  switch (deltas.scalar_type()) {
+    case at::kFloat: merge_cpu_kernel(t, deltas.data_ptr<float>(), a, o, K, N); break;
+    case at::kBFloat16: merge_cpu_kernel(t, deltas.data_ptr<c10::BFloat16>(), a, o, K, N); break;
+    case at::kHalf: merge_cpu_kernel(t, deltas.data_ptr<c10::Half>(), a, o, K, N); break;
+    default: TORCH_CHECK(false, "unreachable: dtype checked above");
+  }
+}
+
+at::Tensor merge_cpu(const at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas) {
+  check_merge(theta, deltas, alphas, "avil::merge");
+  at::Tensor out = at::empty_like(theta);
+  merge_cpu_into(theta, deltas, alphas, out);
+  return out;
+}
+
+void merge__cpu(at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas) {
+  check_merge(theta, deltas, alphas, "avil::merge_");
+  merge_cpu_into(theta, deltas, alphas, theta);
+}
+
+at::Tensor dots_cpu(const at::Tensor& deltas, const at::Tensor& g) {
+  check_dots(deltas, g);
+  const int64_t K = deltas.size(0), N = deltas.size(1);
+  at::Tensor out = at::empty({K}, g.options());
+  const float* gp = g.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  switch (deltas.scalar_type()) {
+    case at::kFloat: dots_cpu_kernel(deltas.data_ptr<float>(), gp, o, K, N); break;
+    case at::kBFloat16: dots_cpu_kernel(deltas.data_ptr<c10::BFloat16>(), gp, o, K, N); break;
+    case at::kHalf: dots_cpu_kernel(deltas.data_ptr<c10::Half>(), gp, o, K, N); break;
+    default: TORCH_CHECK(false, "unreachable: dtype checked above");
+  }
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(avil, m) {
+  m.def("merge(Tensor theta, Tensor deltas, Tensor alphas) -> Tensor");
+  m.def("merge_(Tensor(a!) theta, Tensor deltas, Tensor alphas) -> ()");
+  m.def("dots(Tensor deltas, Tensor g) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(avil, CPU, m) {
+  m.impl("merge", &merge_cpu);
+  m.impl("merge_", &merge__cpu);
+  m.impl("dots", &dots_cpu);
+}
+
+}  // namespace avil
