@@ -35,7 +35,7 @@ import pickle
 import struct
 from importlib.util import find_spec
 from pathlib import Path
-from typing import List, NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +83,8 @@ class Split(NamedTuple):
 
 
 class MultiMNIST(NamedTuple):
+    """The three splits (train ≤ 50k, dev ≤ 10k, test ≤ 10k examples)."""
+
     train: Split
     dev: Split
     test: Split
