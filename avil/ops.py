@@ -53,7 +53,8 @@ def backend() -> str:
 
 
 def _check(op: str, deltas: torch.Tensor, **vectors: tuple[torch.Tensor, int]) -> None:
-    """The extension's input checks, for the reference path (same messages)."""
+    """The extension's input checks (same messages), for the reference path and
+    the fake kernels."""
     if deltas.dim() != 2:
         raise RuntimeError(f"{op}: deltas must be (K, N), got shape {list(deltas.shape)}")
     if deltas.shape[0] == 0:
@@ -78,16 +79,20 @@ def _check(op: str, deltas: torch.Tensor, **vectors: tuple[torch.Tensor, int]) -
 
 if _EXT:
 
+    # Fake (meta) kernels: shapes for torch.compile, and the same input checks,
+    # which also catch a meta tensor mixed with real ones.
     @torch.library.register_fake("avil::merge")
     def _(theta, deltas, alphas):
+        _check("avil::merge", deltas, theta=(theta, 1), alphas=(alphas, 0))
         return torch.empty_like(theta)
 
     @torch.library.register_fake("avil::merge_")
     def _(theta, deltas, alphas):
-        return None
+        _check("avil::merge_", deltas, theta=(theta, 1), alphas=(alphas, 0))
 
     @torch.library.register_fake("avil::dots")
     def _(deltas, g):
+        _check("avil::dots", deltas, g=(g, 1))
         return g.new_empty(deltas.shape[0])
 
     def _merge_setup(ctx, inputs, output):
@@ -97,6 +102,7 @@ if _EXT:
     def _merge_backward(ctx, grad):
         # θ0 + Δᵀα is linear: ∂/∂θ0 = I, ∂/∂α = Δ·grad, ∂/∂Δ = α ⊗ grad.
         deltas, alphas = ctx.saved_tensors
+        grad = grad.contiguous()  # e.g. the expanded ones of a .sum()
         g_theta = grad if ctx.needs_input_grad[0] else None
         g_deltas = torch.outer(alphas, grad).to(deltas.dtype) if ctx.needs_input_grad[1] else None
         g_alphas = dots(deltas, grad) if ctx.needs_input_grad[2] else None
@@ -108,6 +114,7 @@ if _EXT:
     def _dots_backward(ctx, grad):
         # Δ·g: ∂/∂Δ = grad ⊗ g, ∂/∂g = Δᵀ grad (a merge onto zeros).
         deltas, g = ctx.saved_tensors
+        grad = grad.contiguous()
         g_deltas = torch.outer(grad, g).to(deltas.dtype) if ctx.needs_input_grad[0] else None
         g_g = merge(torch.zeros_like(g), deltas, grad) if ctx.needs_input_grad[1] else None
         return g_deltas, g_g
