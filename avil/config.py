@@ -41,7 +41,20 @@ class FitConfig:
       delta_dtype: storage of Δ (K × N): "float32" | "bfloat16" | "float16"
         (half types halve the merge's memory traffic; math stays float32).
 
-    Other methods' knobs (gcs_*, diw_*) are documented in their own files.
+    Other methods' knobs (details in avil/methods/gcs.py and diw.py):
+      gcs_variant: "weighted" (an auxiliary gradient on the shared parameters
+        enters with weight max(0, cos(g_target, g_aux))) | "unweighted" (with
+        weight 1 if cos ≥ 0, else 0); Du et al. 2018 propose both.
+      diw_bound: B, the upper clip of the importance weights (> 1, since the
+        weights are normalised to mean 1 over all auxiliary examples).
+      diw_ridge: λ of the ridge-regularised kernel mean matching solution
+        (K/n + λI) β = κ̄ (the kernel matrix scaled by 1/n, so λ is scale-free:
+        large λ gives β ∝ a kernel density estimate of the dev features).
+      diw_max_aux: auxiliary examples (pooled over all auxiliary tasks,
+        sampled afresh each epoch) the kernel is fitted on; every other
+        example gets its weight from the kernel expansion (bounds memory and
+        time to O(diw_max_aux²) whatever the data size).
+      diw_max_dev: target dev examples the weights match (sampled each epoch).
     """
 
     epochs: int = 10
@@ -63,6 +76,12 @@ class FitConfig:
     weight_update: str = "additive"
     weight_floor: Optional[float] = 0.05
     delta_dtype: str = "float32"
+    # Other methods
+    gcs_variant: str = "weighted"
+    diw_bound: float = 5.0
+    diw_ridge: float = 0.1
+    diw_max_aux: int = 1000
+    diw_max_dev: int = 1000
 
     def validate(self) -> "FitConfig":
         """Raise ValueError naming the field and the fix for any invalid value."""
@@ -72,7 +91,8 @@ class FitConfig:
                 f"FitConfig.{name} = {value!r}: {rule}. Fix: pass e.g. FitConfig({name}={example!r})."
             )
 
-        positive_ints = {"epochs": 10, "batch_size": 32, "eval_batch_size": 512, "alpha_dev_batches": 1}
+        positive_ints = {"epochs": 10, "batch_size": 32, "eval_batch_size": 512, "alpha_dev_batches": 1,
+                         "diw_max_aux": 1000, "diw_max_dev": 1000}
         for name, example in positive_ints.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -81,7 +101,7 @@ class FitConfig:
             bad("alpha_steps", "must be an integer ≥ 0", 10)
         if not isinstance(self.seed, int):
             bad("seed", "must be an integer", 0)
-        for name, example in (("lr", 1e-3), ("alpha_lr", 0.05)):
+        for name, example in (("lr", 1e-3), ("alpha_lr", 0.05), ("diw_ridge", 0.1)):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
                 bad(name, "must be a finite number > 0", example)
@@ -93,6 +113,7 @@ class FitConfig:
             "alpha_init": ("ones", "weights"),
             "weight_update": ("additive", "multiplicative", "replace"),
             "delta_dtype": DELTA_DTYPES,
+            "gcs_variant": ("weighted", "unweighted"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -101,6 +122,9 @@ class FitConfig:
             not isinstance(self.weight_floor, (int, float)) or not self.weight_floor >= 0
         ):
             bad("weight_floor", "must be a number ≥ 0, or None to disable the floor", 0.05)
+        if (not isinstance(self.diw_bound, (int, float)) or isinstance(self.diw_bound, bool)
+                or not 1 < self.diw_bound < float("inf")):
+            bad("diw_bound", "must be a finite number > 1 (the weights have mean 1)", 5.0)
         return self
 
     def to_dict(self) -> dict:
