@@ -56,9 +56,10 @@ def test_combine_zero_gradient_gets_weight_zero_not_nan():
     assert w.tolist() == [0.0] and torch.equal(combined, torch.zeros(4))
 
 
-def test_gcs_gates_same_rule_above_noise_on_the_toy_suite():
+@pytest.mark.parametrize("variant", ["weighted", "unweighted"])
+def test_gcs_gates_same_rule_above_noise_on_the_toy_suite(variant):
     tasks = toy.make_tasks(0, n_aux=600, n_dev=200, n_test=200)
-    h = avil.fit(toy.make_encoder(0), tasks, "target", "gcs", config())
+    h = avil.fit(toy.make_encoder(0), tasks, "target", "gcs", config(gcs_variant=variant))
     mean = {name: sum(w[name] for w in h.task_weights) / h.epochs for name in h.tasks}
     assert mean["target"] == 1.0
     assert mean["same_rule"] > mean["noise"]

@@ -48,8 +48,10 @@ How this differs from the original DIW (as we read the paper):
   weighted at all.
 - Original: weights are estimated per mini-batch, pairing each training
   mini-batch with a validation mini-batch, during training. Here: once per
-  epoch, on a subsample, then frozen for that epoch (cheaper; the features
-  move little within an epoch).
+  epoch, on a subsample, then frozen for that epoch (one extra forward pass
+  over the auxiliary data per epoch instead of a QP per step; the price is
+  that the weights lag the features' drift within the epoch). So the
+  weights History.task_weights records for an epoch are those used in it.
 - Original: KMM solved as a QP with box constraints 0 ≤ β ≤ B and
   |mean β − 1| ≤ ε. Here: ridge closed form, then clip and rescale.
 - Original: under label noise the matching is class-conditional and the
