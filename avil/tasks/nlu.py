@@ -32,6 +32,7 @@ user passes is rejected on any empty text unless they ask for the same.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import pathlib
 import zlib
@@ -115,6 +116,12 @@ def _read_csv(path: pathlib.Path, cache_dir: Optional[str], **csv_kwargs):
     return load_dataset("csv", data_files=str(path), split="train", cache_dir=cache_dir, **csv_kwargs)
 
 
+def columns_as_lists(ds, names: Sequence[str]) -> Dict[str, list]:
+    """Columns of a ``datasets.Dataset`` as Python lists, in one Arrow
+    conversion (``ds[name]`` is a lazy column that decodes row by row: ~100x slower)."""
+    return ds.select_columns(list(names)).to_dict()
+
+
 def _require_columns(ds, path, columns: Sequence[str], fix: str) -> None:
     for column in columns:
         if column not in ds.column_names:
@@ -148,7 +155,8 @@ def load_rotten_tomatoes(path=None, *, empty_text: str = "error", cache_dir: Opt
     ds = _read_csv(path, cache_dir)
     _require_columns(ds, path, RT_COLUMNS, f"expected columns {list(RT_COLUMNS)}")
     keep = []
-    for i, (category, text, movie) in enumerate(zip(ds["category"], ds["text"], ds["movie_name"])):
+    columns = columns_as_lists(ds, RT_COLUMNS)
+    for i, (category, text, movie) in enumerate(zip(*columns.values())):
         if category not in RT_CATEGORIES:
             raise _row_error(path, i + 1, "category",
                              f"unknown label {category!r}; expected one of {list(RT_CATEGORIES)}")
@@ -216,13 +224,14 @@ def _validate_glue(ds, path, text_columns, label_names):
     """Check text columns and labels; map label names to integers."""
     _require_columns(ds, path, (*text_columns, "label"),
                      f"expected the nyu-mll/glue columns {[*text_columns, 'label']}")
+    columns = columns_as_lists(ds, (*text_columns, "label"))
     for column in text_columns:
-        for i, value in enumerate(ds[column]):
+        for i, value in enumerate(columns[column]):
             if _empty(value):
                 raise _row_error(path, i + 1, column, "empty text; fill it in or remove the row")
     allowed = {**{n: k for k, n in enumerate(label_names)}, **{str(k): k for k in range(len(label_names))}}
     labels = []
-    for i, label in enumerate(ds["label"]):
+    for i, label in enumerate(columns["label"]):
         if isinstance(label, float) and label.is_integer():
             label = int(label)  # pandas reads an int column with a gap as float
         if str(label).strip() not in allowed:
@@ -255,7 +264,7 @@ class TokenizedDataset(TorchDataset):
     @property
     def labels(self) -> torch.Tensor:
         """All labels, (N,)."""
-        return torch.tensor(self.data["label"], dtype=torch.long)
+        return torch.tensor(columns_as_lists(self.data, ["label"])["label"], dtype=torch.long)
 
 
 class PadCollator:
@@ -286,12 +295,17 @@ def tokenize(ds, tokenizer, max_length: int) -> TokenizedDataset:
     import datasets.utils as hf_utils
 
     text_columns = [c for c in ds.column_names if c != "label"]
+    # Given, not computed: datasets would otherwise dill-hash the tokenizer on
+    # every call (~1 s each); these three determine the result.
+    fingerprint = hashlib.sha256(
+        f"{ds._fingerprint}|{tokenizer.name_or_path}|{len(tokenizer)}|{max_length}".encode()).hexdigest()[:16]
     # A progress bar per split would flood notebooks; restore the caller's setting after.
     was_disabled = hf_utils.are_progress_bars_disabled()
     hf_utils.disable_progress_bars()
     try:
         # keep_in_memory: nothing is written to the datasets cache for a derived split.
-        tokenized = ds.map(encode, batched=True, remove_columns=text_columns, keep_in_memory=True)
+        tokenized = ds.map(encode, batched=True, remove_columns=text_columns, keep_in_memory=True,
+                           new_fingerprint=fingerprint)
     finally:
         if not was_disabled:
             hf_utils.enable_progress_bars()
@@ -416,7 +430,7 @@ def rotten_tomatoes_splits(tasks: Sequence[str] = RT_TASKS, sizes=(None, None, N
     from datasets import Dataset
 
     corpus = load_rotten_tomatoes(path, empty_text="drop" if path is None else "error", cache_dir=cache_dir)
-    categories, texts, movies = corpus["category"], corpus["text"], corpus["movie_name"]
+    categories, texts, movies = columns_as_lists(corpus, RT_COLUMNS).values()
     assignment = split_movies(movies, categories, texts, seed)
     rows = [[] for _ in SPLITS]
     for c, t, m in zip(categories, texts, movies):
@@ -494,6 +508,8 @@ def _glue_splits(glue, name: str, sizes, seed: int) -> List:
         raise ValueError(f"GLUE '{name}': n_dev={n_dev} leaves no training data "
                          f"({len(order)} training examples)")
     train_rows = order[n_dev:] if n_train is None else order[n_dev:n_dev + n_train]
-    test_rows = _rng(seed, name, "test").permutation(len(glue["test"]))[:n_test]
+    # Held-out dev and test keep the file's order, so they are easy to compare with it.
+    dev_rows = np.sort(order[:n_dev])
+    test_rows = np.sort(_rng(seed, name, "test").permutation(len(glue["test"]))[:n_test])
     train, test = columns(glue["train"]), columns(glue["test"])
-    return [train.select(train_rows), train.select(order[:n_dev]), test.select(test_rows)]
+    return [train.select(train_rows), train.select(dev_rows), test.select(test_rows)]

