@@ -1,0 +1,158 @@
+"""Behaviour of the methods on the toy suite, which has known relatedness."""
+import pytest
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+import avil
+from avil.tasks import toy as toy_suite
+
+SEEDS = (0, 1, 2)
+EPOCHS = 15
+
+
+def run(method, seed, **config):
+    encoder, tasks = toy_suite.make_encoder(seed), toy_suite.make_tasks(seed)
+    cfg = avil.FitConfig(**{"epochs": EPOCHS, "seed": seed, "progress": False, **config})
+    return avil.fit(encoder, tasks, target=toy_suite.TARGET, method=method, config=cfg)
+
+
+@pytest.fixture(scope="module")
+def toy_results():
+    return {m: [run(m, s) for s in SEEDS] for m in ("single_task", "uniform", "avil")}
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+def test_toy_suite_contains_negative_transfer(toy_results):
+    single = mean([h.test for h in toy_results["single_task"]])
+    uniform = mean([h.test for h in toy_results["uniform"]])
+    assert uniform < single - 0.05, (uniform, single)
+
+
+def test_avil_beats_uniform_on_the_target(toy_results):
+    uniform = mean([h.test for h in toy_results["uniform"]])
+    alpha_vil = mean([h.test for h in toy_results["avil"]])
+    assert alpha_vil > uniform + 0.05, (alpha_vil, uniform)
+
+
+def test_avil_weights_the_same_rule_auxiliary_above_noise_and_harmful(toy_results):
+    final = {name: mean([h.task_weights[-1][name] for h in toy_results["avil"]])
+             for name in ("same_rule", "noise", "harmful")}
+    assert final["same_rule"] > final["noise"], final
+    assert final["same_rule"] > final["harmful"], final
+
+
+def test_alpha_moves_away_from_one_with_the_default_alpha_steps(toy_results):
+    first_epoch = toy_results["avil"][0].alphas[0]
+    assert max(abs(a - 1.0) for a in first_epoch.values()) > 0.1, first_epoch
+
+
+def test_avil_records_weights_and_alphas_per_epoch(toy_results):
+    h = toy_results["avil"][0]
+    assert len(h.alphas) == len(h.task_weights) == len(h.dev) == EPOCHS
+    # additive update: w_e = w_{e-1} + (α_e − 1)
+    for prev, now, alphas in zip(h.task_weights, h.task_weights[1:], h.alphas[1:]):
+        for name in now:
+            assert now[name] == pytest.approx(prev[name] + alphas[name] - 1.0, abs=1e-5)
+    assert toy_results["uniform"][0].alphas == []
+
+
+def test_test_metric_is_taken_at_the_best_dev_epoch(toy_results):
+    h = toy_results["uniform"][1]
+    best = max(range(len(h.dev)), key=lambda i: (h.dev[i], -i))
+    assert h.best_epoch == best + 1 and h.test == h.test_per_epoch[best]
+
+
+@pytest.mark.parametrize("method", ["single_task", "uniform", "avil"])
+def test_same_seed_same_history(method):
+    assert run(method, 3, epochs=2) == run(method, 3, epochs=2)
+
+
+def test_single_task_takes_as_many_optimizer_steps_as_uniform(toy):
+    steps = {}
+    for method in ("single_task", "uniform"):
+        encoder, tasks = toy()
+        counter = []
+        handle = register_optimizer_step_post_hook(lambda *a: counter.append(1))
+        try:
+            avil.fit(encoder, tasks, toy_suite.TARGET, method,
+                     avil.FitConfig(epochs=1, progress=False))
+        finally:
+            handle.remove()
+        steps[method] = len(counter)
+    assert steps["single_task"] == steps["uniform"] > 100
+
+
+def test_avil_deltas_are_not_zero(toy):
+    # θ0 must be a copy of the live buffer: a view would make every δ zero and
+    # the merged θ0 + Σ δ_t equal to θ0.
+    encoder, tasks = toy()
+    before = [p.detach().clone() for p in encoder.parameters()]
+    h = avil.fit(encoder, tasks, toy_suite.TARGET, "avil",
+                 avil.FitConfig(epochs=1, alpha_steps=0, progress=False))
+    assert h.alphas[0] == {name: 1.0 for name in h.tasks}
+    moved = [(p.detach() - b).abs().max().item() for p, b in zip(encoder.parameters(), before)]
+    assert min(moved) > 1e-3, moved
+
+
+@pytest.mark.parametrize("update, expected", [
+    ("additive", lambda w, a: w + a - 1), ("multiplicative", lambda w, a: w * a), ("replace", lambda w, a: a),
+])
+def test_weight_updates(update, expected):
+    h = run("avil", 0, epochs=2, weight_update=update)
+    for name in h.tasks:
+        w0 = expected(1.0, h.alphas[0][name])
+        assert h.task_weights[0][name] == pytest.approx(w0, abs=1e-6)
+        assert h.task_weights[1][name] == pytest.approx(expected(w0, h.alphas[1][name]), abs=1e-5)
+
+
+def test_weight_floor_bounds_the_loss_scale():
+    from avil.methods.avil import AlphaVIL
+
+    method = AlphaVIL.__new__(AlphaVIL)
+    method.task_weights = {"t": -3.0}
+    method.config = avil.FitConfig()
+    assert method.loss_scale("t") == 0.05
+    method.config = avil.FitConfig(weight_floor=None)
+    assert method.loss_scale("t") == -3.0
+
+
+def test_history_json_round_trip(tmp_path, toy_results):
+    h = toy_results["avil"][0]
+    h.to_json(tmp_path / "h.json")
+    back = avil.History.from_json(tmp_path / "h.json")
+    assert back == h and back.epoch_seconds == h.epoch_seconds
+
+
+def test_dict_inputs_work(toy):
+    """x may be a dict of tensors (as tokenised text is)."""
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    class DictData(Dataset):
+        def __init__(self, base):
+            self.base = base
+
+        def __len__(self):
+            return len(self.base)
+
+        def __getitem__(self, i):
+            x, y = self.base[i]
+            return {"features": x}, y
+
+    class DictEncoder(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x["features"])
+
+    encoder, tasks = toy()
+    for t in tasks:
+        t.train, t.dev, t.test = DictData(t.train), DictData(t.dev), DictData(t.test)
+    h = avil.fit(DictEncoder(encoder), tasks[:2], toy_suite.TARGET, "avil",
+                 avil.FitConfig(epochs=1, progress=False))
+    assert h.epochs == 1 and 0 <= h.test <= 1
