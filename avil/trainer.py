@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import checkpoint
 from .config import FitConfig

@@ -4,7 +4,7 @@ its ``train_epoch``; nothing outside a method's file branches on its name."""
 from typing import Dict, Iterable, List
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..config import FitConfig
 from ..data import batches, epoch_generator, num_batches, to_device
