@@ -1,6 +1,7 @@
 """What every method shares: optimizers, seeded batch orders, one training step,
 finite-loss checks and progress bars. A method subclasses ``Method`` and owns
 its ``train_epoch``; nothing outside a method's file branches on its name."""
+import itertools
 from typing import Dict, Iterable, List
 
 import torch
@@ -71,6 +72,23 @@ class Method:
         n = len(self.tasks[task].train)
         perm = torch.randperm(n, generator=epoch_generator(self.config.seed, epoch, stream))
         return perm[: max(1, round(fraction * n))]
+
+    def interleaved_schedule(self, epoch: int) -> List[int]:
+        """Standard multitask learning's order of one epoch: task index k once
+        per training batch of its own, in a seeded random order."""
+        schedule = torch.cat([
+            torch.full((self.num_batches(len(self.tasks[name].train)),), k)
+            for k, name in enumerate(self.names)
+        ])
+        gen = epoch_generator(self.config.seed, epoch, stream=len(self.names))
+        return schedule[torch.randperm(len(schedule), generator=gen)].tolist()
+
+    def cycled_batches(self, task: str, epoch: int, first_stream: int = 0):
+        """The task's training batches without end, cycling through fresh seeded
+        shuffles (streams first_stream, first_stream + 1, ...): for a small
+        target set that must fill as many steps as a larger schedule."""
+        for stream in itertools.count(first_stream):
+            yield from self.batches(task, self.order(task, epoch, stream=stream))
 
     def batches(self, task: str, indices: torch.Tensor, split: str = "train"):
         t = self.tasks[task]

@@ -184,16 +184,10 @@ class DIW(Method):
             name: zip(self.batches(name, order), order.split(self.config.batch_size))
             for name, order in orders.items()
         }
-        # uniform's schedule: task k once per batch of its own, shuffled.
-        schedule = torch.cat([
-            torch.full((self.num_batches(len(self.tasks[name].train)),), k)
-            for k, name in enumerate(self.names)
-        ])
-        gen = epoch_generator(self.config.seed, epoch, stream=len(self.names))
-        schedule = schedule[torch.randperm(len(schedule), generator=gen)]
+        schedule = self.interleaved_schedule(epoch)
         sums = {name: torch.zeros((), device=self.device) for name in self.names}
         counts = dict.fromkeys(self.names, 0)
-        for k in self.progress(schedule.tolist(), desc="all tasks"):
+        for k in self.progress(schedule, desc="all tasks"):
             name = self.names[k]
             batch, idx = next(streams[name])
             if name == self.target:

@@ -34,7 +34,7 @@ from typing import Sequence, Tuple, Union
 
 import torch
 
-from ..data import epoch_generator, to_device
+from ..data import to_device
 from .base import Method
 
 EPS = 1e-12
@@ -75,34 +75,20 @@ class GCS(Method):
                             for name in self.names if name != self.target}
         self.g_target = torch.zeros(self.flat.numel, device=self.device)  # (N,)
 
-    def target_batches(self, epoch: int):
-        """The target's training batches, cycled through fresh seeded shuffles."""
-        k = len(self.names)
-        cycle = 0
-        while True:
-            # Streams 0..k are uniform's schedule streams; the cycles use k+1, k+2, ...
-            yield from self.batches(self.target, self.order(self.target, epoch, stream=k + 1 + cycle))
-            cycle += 1
-
     def train_epoch(self, epoch: int) -> dict:
         optimizer = self.optimizers["model"]
-        targets = self.target_batches(epoch)
+        # Streams 0..K-1 are the tasks' shuffles and K the schedule's; the target's cycles use K+1, K+2, ...
+        targets = self.cycled_batches(self.target, epoch, first_stream=len(self.names) + 1)
         streams = {
             name: iter(self.batches(name, self.order(name, epoch, stream=k)))
             for k, name in enumerate(self.names) if name != self.target
         }
-        # uniform's schedule: task k once per batch of its own, shuffled.
-        schedule = torch.cat([
-            torch.full((self.num_batches(len(self.tasks[name].train)),), k)
-            for k, name in enumerate(self.names)
-        ])
-        gen = epoch_generator(self.config.seed, epoch, stream=len(self.names))
-        schedule = schedule[torch.randperm(len(schedule), generator=gen)]
+        schedule = self.interleaved_schedule(epoch)
         sums = {name: torch.zeros((), device=self.device) for name in self.names}
         counts = dict.fromkeys(self.names, 0)
         gates = {name: torch.zeros((), device=self.device) for name in self.names if name != self.target}
         self.model.train()
-        for k in self.progress(schedule.tolist(), desc="all tasks"):
+        for k in self.progress(schedule, desc="all tasks"):
             name = self.names[k]
             if name == self.target:
                 sums[name] += self.step(optimizer, name, next(targets))

@@ -1,4 +1,6 @@
 """single_task: train on the target task alone (the baseline every paper reports)."""
+import itertools
+
 import torch
 
 from .base import Method
@@ -23,16 +25,8 @@ class SingleTask(Method):
     def train_epoch(self, epoch: int) -> dict:
         optimizer = self.optimizers["model"]
         total = torch.zeros((), device=self.device)
-        steps, cycle = 0, 0
-        bar = self.progress(total=self.steps_per_epoch, desc=self.target)
-        while steps < self.steps_per_epoch:
-            for batch in self.batches(self.target, self.order(self.target, epoch, stream=cycle)):
-                total += self.step(optimizer, self.target, batch)
-                steps += 1
-                bar.update()
-                if steps == self.steps_per_epoch:
-                    break
-            cycle += 1
-        bar.close()
-        losses = self.mean_losses({self.target: total}, {self.target: steps}, epoch)
+        batches = itertools.islice(self.cycled_batches(self.target, epoch), self.steps_per_epoch)
+        for batch in self.progress(batches, total=self.steps_per_epoch, desc=self.target):
+            total += self.step(optimizer, self.target, batch)
+        losses = self.mean_losses({self.target: total}, {self.target: self.steps_per_epoch}, epoch)
         return {"task_weights": dict(self.task_weights), "alphas": {}, "train_loss": losses}

@@ -1,7 +1,6 @@
 """uniform: standard multitask learning, every task weight 1."""
 import torch
 
-from ..data import epoch_generator
 from .base import Method
 
 
@@ -21,16 +20,10 @@ class Uniform(Method):
             name: iter(self.batches(name, self.order(name, epoch, stream=k)))
             for k, name in enumerate(self.names)
         }
-        # The schedule: task k appears once per batch of its own, shuffled.
-        schedule = torch.cat([
-            torch.full((self.num_batches(len(self.tasks[name].train)),), k)
-            for k, name in enumerate(self.names)
-        ])
-        gen = epoch_generator(self.config.seed, epoch, stream=len(self.names))
-        schedule = schedule[torch.randperm(len(schedule), generator=gen)]
+        schedule = self.interleaved_schedule(epoch)
         sums = {name: torch.zeros((), device=self.device) for name in self.names}
         counts = dict.fromkeys(self.names, 0)
-        for k in self.progress(schedule.tolist(), desc="all tasks"):
+        for k in self.progress(schedule, desc="all tasks"):
             name = self.names[k]
             sums[name] += self.step(optimizer, name, next(streams[name]), scale=self.task_weights[name])
             counts[name] += 1
