@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-from tqdm import tqdm
-
 from . import ops
 from .config import FitConfig
 from .history import History
@@ -88,12 +86,17 @@ def compare(make_run: Callable[[int], tuple], target: str, methods: Sequence[str
     """
     runs = [(m, s) for m in methods for s in seeds]
     out: Dict[str, List[History]] = {m: [] for m in methods}
-    bar = tqdm(runs, desc="runs", disable=not progress)
-    for method, seed in bar:
-        bar.set_postfix_str(f"{method}, seed {seed}")
+    for i, (method, seed) in enumerate(runs, 1):
+        start = time.perf_counter()
         encoder, tasks = make_run(seed)
         cfg = FitConfig(**{**config.to_dict(), "seed": seed})
-        out[method].append(fit(encoder, tasks, target, method, cfg))
+        history = fit(encoder, tasks, target, method, cfg)
+        out[method].append(history)
+        if progress:
+            # One line per run: readable in a notebook's saved output and in logs.
+            print(f"[{i:>{len(str(len(runs)))}}/{len(runs)}] {method:<12} seed {seed}: "
+                  f"test {history.test:.4f} (best dev epoch {history.best_epoch}), "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
     return out
 
 
