@@ -18,6 +18,9 @@ load. Methods:
                        model-merging tools do it
   limit                torch.sum over the same K+1 rows into an output: the
                        bytes a merge must move, at the speed torch streams them
+  copy                 out.copy_(θ0): the machine's copy bandwidth (one read,
+                       one write); "of copy BW" is a method's GB/s over it, a
+                       ceiling that does not depend on how well torch.sum runs
 
 The flat grid (N ∈ {1M, 16M, 64M}) runs the flat-buffer methods; the
 per-parameter ones run on the parameter list of the shipped MiniLM encoder
@@ -88,6 +91,7 @@ def flat_methods(theta, deltas, deltas_bf16, alphas, rows, out):
         "addmv": lambda: torch.addmv(theta, deltas.t(), alphas, out=out),
         "foreach": foreach,
         "limit": lambda: torch.sum(rows, 0, out=out),
+        "copy": lambda: out.copy_(theta),
     }
 
 
@@ -134,12 +138,14 @@ def run_case(N, K, repeats, device, sizes=None, gen=None):
     del rows, deltas_bf16, out
     f32_bytes = (K + 2) * N * 4
     bf16_bytes = K * N * 2 + 2 * N * 4
+    copy_gbps = 2 * N * 4 / seconds["copy"] / 1e9
     rows_out = []
     for name, s in seconds.items():
-        moved = bf16_bytes if name == "ext-bf16" else f32_bytes
+        moved = {"ext-bf16": bf16_bytes, "copy": 2 * N * 4}.get(name, f32_bytes)
         rows_out.append({
             "N": N, "K": K, "method": name, "ms": s * 1e3, "GBps": moved / s / 1e9,
             "vs_addmv": seconds["addmv"] / s, "vs_limit": seconds["limit"] / s,
+            "of_copy_bw": moved / s / 1e9 / copy_gbps,
             **({"vs_python_loop": seconds["python-loop"] / s} if "python-loop" in seconds else {}),
         })
     return rows_out
@@ -177,11 +183,11 @@ def main():
     print(f"backend {ops.backend()}  device {device_name(device)}  torch {torch.__version__}  "
           f"threads {torch.get_num_threads()}  repeats {repeats}")
     print(f"{'case':>7} {'N':>10} {'K':>2} {'method':>15} {'ms':>9} {'GB/s':>7} "
-          f"{'×addmv':>7} {'×limit':>7} {'×pyloop':>8}")
+          f"{'×addmv':>7} {'×limit':>7} {'copyBW':>7} {'×pyloop':>8}")
     for r in results:
         loop = f"{r['vs_python_loop']:8.2f}" if "vs_python_loop" in r else " " * 8
         print(f"{r.get('case', 'flat'):>7} {r['N']:>10} {r['K']:>2} {r['method']:>15} {r['ms']:9.2f} "
-              f"{r['GBps']:7.1f} {r['vs_addmv']:7.2f} {r['vs_limit']:7.2f} {loop}")
+              f"{r['GBps']:7.1f} {r['vs_addmv']:7.2f} {r['vs_limit']:7.2f} {r['of_copy_bw']:7.2f} {loop}")
 
     out = Path(args.out) if args.out else HERE / "results" / f"merge-{device.type}{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
