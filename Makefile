@@ -24,11 +24,12 @@ $(STAMP): $(DEPS)
 # Unit tests, nbval over every notebook (smoke profile) and a papermill run of
 # every notebook with parameters injected.
 test: $(STAMP)
-	AVIL_PROFILE=smoke $(BIN)/python -m pytest -q tests --nbval-lax notebooks
+	AVIL_PROFILE=smoke AVIL_RESULTS_DIR=$(CURDIR)/.pytest_cache/results HF_HUB_OFFLINE=1 \
+		$(BIN)/python -m pytest -q tests --nbval-lax notebooks
 
 # Every notebook at the default profile into results/, then a summary table.
 reproduce: $(STAMP)
-	$(BIN)/python -m avil.reproduce --profile default
+	HF_HUB_OFFLINE=1 $(BIN)/python -m avil.reproduce --profile default
 
 clean:
 	rm -rf $(VENV) build *.egg-info
