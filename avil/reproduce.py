@@ -143,9 +143,11 @@ def plot_weights(histories: Dict[str, List[History]], title: str = ""):
     """Task weights per epoch for every method that has them (mean over seeds,
     band = min..max), and αVIL's α per epoch. Returns the figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = [(m, "task_weights") for m, runs in histories.items()
-              if any(len({round(w, 9) for w in ws.values()}) > 1 for h in runs for ws in h.task_weights)]
+              # weights that differ from each other only by float noise are not worth a panel
+              if any(len({round(w, 6) for w in ws.values()}) > 1 for h in runs for ws in h.task_weights)]
     panels += [(m, "alphas") for m, runs in histories.items() if runs[0].alphas]
     if not panels:
         return None
@@ -161,6 +163,7 @@ def plot_weights(histories: Dict[str, List[History]], title: str = ""):
         ax.axhline(1.0, color="grey", lw=0.6, ls=":")
         ax.set_title(f"{method}: {'α' if field == 'alphas' else 'task weight'}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][-1].legend(fontsize=8, loc="best")
     if title:
         fig.suptitle(title)
