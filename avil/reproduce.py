@@ -68,7 +68,9 @@ def provenance() -> Dict[str, str]:
                  f"{torch.get_num_threads()} torch threads)"
     return {
         "commit": git("rev-parse", "--short", "HEAD") or "unknown",
-        "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
+        # Code changes only: the executed notebooks and their results are outputs.
+        "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                        ":!notebooks", ":!results")),
         "device": device,
         "torch": torch.__version__,
         "python": platform.python_version(),
