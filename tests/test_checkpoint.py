@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent("""
     checkpoint_dir, out, resume = sys.argv[1], sys.argv[2], sys.argv[3] == "resume"
 
     def slow_cross_entropy(outputs, y, reduction="mean"):
-        time.sleep(0.003)  # so that the parent can kill it mid-training
+        time.sleep(0.02)  # ~0.3 s per epoch, so that the parent can kill it mid-training
         return F.cross_entropy(outputs, y, reduction=reduction)
 
     tasks = toy.make_tasks(0)
