@@ -1,7 +1,6 @@
 """Encoders and the multitask model (shared encoder + one head per task)."""
 from typing import Dict
 
-import torch
 from torch import nn
 import torch.nn.functional as F
 

@@ -1,6 +1,5 @@
 """Behaviour of the methods on the toy suite, which has known relatedness."""
 import pytest
-import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import avil

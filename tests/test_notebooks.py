@@ -1,7 +1,6 @@
 """Every notebook runs under papermill with parameters injected (smoke profile),
 and writes its results file. (nbval runs them too: `pytest --nbval-lax notebooks`.)"""
 import json
-import os
 
 import nbformat
 import pytest
