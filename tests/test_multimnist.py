@@ -305,6 +305,25 @@ def test_extended_suite(small, target):
     assert torch.equal(labels(again["shuffled"], "train"), labels(tasks["shuffled"], "train"))
 
 
+def test_scarce_target_keeps_a_prefix_and_auxiliaries_keep_all(small):
+    tasks = {t.name: t for t in mm.make_tasks("left", "extended", n_target_train=100, **SIZES)}
+    assert len(tasks["left"].train) == 100
+    assert torch.equal(tasks["left"].train.tensors[0], small.train.images[:100])
+    assert torch.equal(labels(tasks["left"], "train"), small.train.left[:100])
+    for name in ("right", "left_parity", "left_magnitude", "shuffled"):
+        assert len(tasks[name].train) == SIZES["n_train"]
+    # Only training is scarce: the target is evaluated on the full dev and test sets.
+    assert len(tasks["left"].dev) == SIZES["n_dev"] and len(tasks["left"].test) == SIZES["n_test"]
+    full = {t.name: t for t in mm.make_tasks("left", "extended", **SIZES)}
+    assert torch.equal(labels(full["shuffled"], "train"), labels(tasks["shuffled"], "train"))
+
+
+@pytest.mark.parametrize("n", [0, 3001, 2.5, True])
+def test_scarce_target_bad_size(n):
+    with pytest.raises(ValueError, match=rf"n_target_train={n!r}: the target 'left' can keep 1\.\.3000"):
+        mm.make_tasks("left", "basic", n_target_train=n, **SIZES)
+
+
 def test_bad_task_arguments():
     with pytest.raises(ValueError, match="target='middle'"):
         mm.make_tasks("middle")

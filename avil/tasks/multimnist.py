@@ -338,15 +338,25 @@ AUXILIARIES = {
 
 def make_tasks(target: str = "left", suite: str = "basic", n_train: Optional[int] = None,
                n_dev: Optional[int] = None, n_test: Optional[int] = None, seed: int = 0,
-               max_shift: int = 2, path=None) -> List[Task]:
+               max_shift: int = 2, path=None, n_target_train: Optional[int] = None) -> List[Task]:
     """MultiMNIST tasks for target ``target`` ("left" or "right").
 
     suite "basic": ``left`` and ``right`` (10 classes each).
     suite "extended": also ``<target>_parity`` (digit odd, 2 classes) and
-        ``<target>_magnitude`` (digit ≥ 5, 2 classes), helpful auxiliaries
-        derived from the target digit; and ``shuffled`` (10 classes), a harmful
+        ``<target>_magnitude`` (digit ≥ 5, 2 classes), meant as helpful
+        auxiliaries (coarsenings of the target digit; they can only help when
+        they label images the target has no labels for, see
+        ``n_target_train``); and ``shuffled`` (10 classes), meant as a harmful
         one: the target's labels permuted across examples (seeded), so its
         labels carry no information about its images.
+
+    n_target_train: keep only the first n of the target's training examples
+        (a scarce target), while every auxiliary keeps all ``n_train`` images.
+        Then the auxiliaries' labels on the other images carry information the
+        target lacks, which is what makes a coarsening like ``_parity``
+        helpful; with the target's own labels on every image it adds nothing.
+        The images are in a seeded random order, so the first n are a random
+        subset. None: the target keeps all of them.
 
     All tasks share the same images in every split (only labels differ); heads
     are ``nn.Linear(50, classes)``, initialised from torch's global RNG (seed it
@@ -361,6 +371,12 @@ def make_tasks(target: str = "left", suite: str = "basic", n_train: Optional[int
         raise ValueError(f"suite={suite!r}: must be 'basic' or 'extended'.")
     data = build_multimnist(n_train, n_dev, n_test, seed=seed, max_shift=max_shift, path=path)
     splits = (data.train, data.dev, data.test)
+    n_train = len(data.train.images)  # (None resolved to all)
+    if n_target_train is not None and (isinstance(n_target_train, bool) or not isinstance(n_target_train, int)
+                                       or not 0 < n_target_train <= n_train):
+        raise ValueError(f"n_target_train={n_target_train!r}: the target {target!r} can keep 1..{n_train} "
+                         f"training examples (n_train={n_train}). Fix: pass an integer in that range, "
+                         f"or None to keep all.")
 
     labels = {"left": [s.left for s in splits], "right": [s.right for s in splits]}  # name -> [train, dev, test]
     classes = {"left": 10, "right": 10}
@@ -374,7 +390,10 @@ def make_tasks(target: str = "left", suite: str = "basic", n_train: Optional[int
 
     def task(name: str) -> Task:
         (tr, dv, te), (s_tr, s_dv, s_te) = labels[name], splits
-        return Task(name=name, train=TensorDataset(s_tr.images, tr), dev=TensorDataset(s_dv.images, dv),
+        images = s_tr.images
+        if name == target and n_target_train is not None:
+            images, tr = images[:n_target_train], tr[:n_target_train]  # views: still no copy
+        return Task(name=name, train=TensorDataset(images, tr), dev=TensorDataset(s_dv.images, dv),
                     test=TensorDataset(s_te.images, te), head=nn.Linear(50, classes[name]),
                     loss_fn=F.cross_entropy, metric_fn=metrics.accuracy)
 
