@@ -29,7 +29,10 @@ class FitConfig:
         alpha_steps · alpha_lr per epoch (tests/test_methods.py shows it moves).
       alpha_lr: step size of the α optimizer.
       alpha_init: "ones" (α ← 1 each epoch, as in Algorithm 1) | "weights"
-        (α ← the current task weights).
+        (α ← the current task weights). "weights" with weight_update="replace"
+        carries α over from epoch to epoch (α is the weight), which
+        notebooks/01_multimnist.ipynb uses: there the additive rule ratchets
+        every weight down during the first, overshooting merges.
       alpha_dev_batches: target dev batches (of batch_size) one α step sees;
         consecutive steps walk through a per-epoch shuffle of the dev set.
       weight_update: "additive" w ← w + (α − 1) (the paper's) |

@@ -155,3 +155,17 @@ def test_dict_inputs_work(toy):
     h = avil.fit(DictEncoder(encoder), tasks[:2], toy_suite.TARGET, "avil",
                  avil.FitConfig(epochs=1, progress=False))
     assert h.epochs == 1 and 0 <= h.test <= 1
+
+
+def test_alpha_carried_over_between_epochs():
+    # alpha_init="weights" + weight_update="replace": each epoch's α-tuning starts
+    # from the weights the previous one left. One Adam step moves every α by
+    # exactly alpha_lr (its first step is lr·sign(g)), so α_e = w_{e-1} ± 0.3.
+    h = run("avil", 0, epochs=3, alpha_steps=1, alpha_lr=0.3, alpha_init="weights", weight_update="replace")
+    previous = {name: 1.0 for name in h.tasks}
+    for alphas, weights in zip(h.alphas, h.task_weights):
+        for name in h.tasks:
+            assert abs(alphas[name] - previous[name]) == pytest.approx(0.3, abs=1e-4), (name, alphas, previous)
+            assert weights[name] == alphas[name]
+        previous = weights
+    assert any(abs(w - 1.0) > 0.5 for w in h.task_weights[-1].values())  # so starting from 1 would differ
