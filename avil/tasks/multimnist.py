@@ -371,11 +371,11 @@ def make_tasks(target: str = "left", suite: str = "basic", n_train: Optional[int
         raise ValueError(f"suite={suite!r}: must be 'basic' or 'extended'.")
     data = build_multimnist(n_train, n_dev, n_test, seed=seed, max_shift=max_shift, path=path)
     splits = (data.train, data.dev, data.test)
-    n_train = len(data.train.images)  # (None resolved to all)
+    n_images = len(data.train.images)  # n_train with None resolved to all
     if n_target_train is not None and (isinstance(n_target_train, bool) or not isinstance(n_target_train, int)
-                                       or not 0 < n_target_train <= n_train):
-        raise ValueError(f"n_target_train={n_target_train!r}: the target {target!r} can keep 1..{n_train} "
-                         f"training examples (n_train={n_train}). Fix: pass an integer in that range, "
+                                       or not 0 < n_target_train <= n_images):
+        raise ValueError(f"n_target_train={n_target_train!r}: the target {target!r} can keep 1..{n_images} "
+                         f"training examples (n_train={n_images}). Fix: pass an integer in that range, "
                          f"or None to keep all.")
 
     labels = {"left": [s.left for s in splits], "right": [s.right for s in splits]}  # name -> [train, dev, test]
