@@ -1,4 +1,5 @@
 """FitConfig: every knob of a run, with the defaults of DESIGN §1."""
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
@@ -18,29 +19,30 @@ class FitConfig:
       checkpoint_dir: if set, every epoch is written there atomically and
         ``avil.fit(..., resume=True)`` continues from the last one.
 
-    αVIL (Algorithm 1 of arXiv 2405.07769):
+    αVIL (Algorithm 1 of arXiv 2405.07769; the α-step is avil/alpha_step.py):
       rho: fraction of each task's training set sampled for its task-specific
         update every epoch (1.0: all of it, once).
-      alpha_steps: gradient steps on α per epoch (0: plain merge with α = α_init).
-      alpha_optimizer: "adam" (default) | "sgd". Our choice: ∇_α L = Δ·∇_θL is
-        tiny, because every δ is only a few learning-rate steps long, so SGD
-        with any rate that is safe across tasks leaves α at 1; Adam's step is
-        about alpha_lr whatever the gradient's scale, so α moves by up to
-        alpha_steps · alpha_lr per epoch (tests/test_methods.py shows it moves).
-      alpha_lr: step size of the α optimizer.
+      alpha_solver: how the α-step minimises the target's dev loss at
+        θ0 + Δᵀα: "lbfgs" (L-BFGS-B run to convergence) | "adam" | "sgd"
+        (``alpha_steps`` steps of size ``alpha_lr``, the paper's sketch).
+      alpha_min, alpha_max: the box every α stays in (None: unbounded on that
+        side); with alpha_penalty, the α-step's trust region.
+      alpha_penalty: λ of the proximal term (λ/2)‖α − α_init‖² added to the
+        dev loss (0: none).
+      alpha_max_iter, alpha_tol: L-BFGS-B's iteration limit and tolerance
+        (relative decrease of the objective and projected gradient).
+      alpha_steps, alpha_lr: steps and step size of the "adam"/"sgd" solvers
+        (alpha_steps=0: plain merge with α = α_init).
+      alpha_dev_size: target dev examples the α-step sees, a fixed seeded
+        sample per epoch (None: the whole dev set).
       alpha_init: "ones" (α ← 1 each epoch, as in Algorithm 1) | "weights"
-        (α ← the current task weights). "weights" with weight_update="replace"
-        carries α over from epoch to epoch (α is the weight), which
-        notebooks/01_multimnist.ipynb uses: there the additive rule ratchets
-        every weight down during the first, overshooting merges.
-      alpha_dev_batches: target dev batches (of batch_size) one α step sees;
-        consecutive steps walk through a per-epoch shuffle of the dev set.
-      weight_update: "additive" w ← w + (α − 1) (the paper's) |
+        (α ← the current task weights).
+      weight_update: "additive" w ← w + (α − 1) (the paper's printed rule) |
         "multiplicative" w ← w·α | "replace" w ← α.
-      weight_floor: task weights are used as loss scales max(w, weight_floor).
-        A negative scale would turn a task pass into loss ascent, and a zero
-        one kills the task for good (its δ is 0, so α gets no gradient and the
-        weight can never come back). None uses the raw weight.
+      weight_min, weight_max: every task weight is kept inside this range after
+        each update and is used as the loss scale of its task pass. weight_min
+        must be > 0: a scale ≤ 0 turns a task pass into loss ascent, or kills
+        the task for good (its δ is 0, so α could never bring it back).
       delta_dtype: storage of Δ (K × N): "float32" | "bfloat16" | "float16"
         (half types halve the merge's memory traffic; math stays float32).
 
@@ -71,13 +73,19 @@ class FitConfig:
     checkpoint_dir: Optional[str] = None
     # αVIL
     rho: float = 1.0
+    alpha_solver: str = "lbfgs"
+    alpha_min: Optional[float] = 0.0
+    alpha_max: Optional[float] = 4.0
+    alpha_penalty: float = 0.0
+    alpha_max_iter: int = 30
+    alpha_tol: float = 1e-5
     alpha_steps: int = 10
     alpha_lr: float = 0.05
-    alpha_optimizer: str = "adam"
+    alpha_dev_size: Optional[int] = 1024
     alpha_init: str = "ones"
-    alpha_dev_batches: int = 1
     weight_update: str = "additive"
-    weight_floor: Optional[float] = 0.05
+    weight_min: float = 0.05
+    weight_max: float = 4.0
     delta_dtype: str = "float32"
     # Other methods
     gcs_variant: str = "weighted"
@@ -94,7 +102,7 @@ class FitConfig:
                 f"FitConfig.{name} = {value!r}: {rule}. Fix: pass e.g. FitConfig({name}={example!r})."
             )
 
-        positive_ints = {"epochs": 10, "batch_size": 32, "eval_batch_size": 512, "alpha_dev_batches": 1,
+        positive_ints = {"epochs": 10, "batch_size": 32, "eval_batch_size": 512, "alpha_max_iter": 30,
                          "diw_max_aux": 1000, "diw_max_dev": 1000}
         for name, example in positive_ints.items():
             value = getattr(self, name)
@@ -104,7 +112,7 @@ class FitConfig:
             bad("alpha_steps", "must be an integer ≥ 0", 10)
         if not isinstance(self.seed, int):
             bad("seed", "must be an integer", 0)
-        for name, example in (("lr", 1e-3), ("alpha_lr", 0.05), ("diw_ridge", 0.1)):
+        for name, example in (("lr", 1e-3), ("alpha_lr", 0.05), ("alpha_tol", 1e-5), ("diw_ridge", 0.1)):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
                 bad(name, "must be a finite number > 0", example)
@@ -112,7 +120,7 @@ class FitConfig:
             bad("rho", "must lie in (0, 1]", 1.0)
         choices = {
             "optimizer": ("adam", "sgd"),
-            "alpha_optimizer": ("adam", "sgd"),
+            "alpha_solver": ("lbfgs", "adam", "sgd"),
             "alpha_init": ("ones", "weights"),
             "weight_update": ("additive", "multiplicative", "replace"),
             "delta_dtype": DELTA_DTYPES,
@@ -121,10 +129,23 @@ class FitConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 bad(name, f"must be one of {allowed}", allowed[0])
-        if self.weight_floor is not None and (
-            not isinstance(self.weight_floor, (int, float)) or not self.weight_floor >= 0
-        ):
-            bad("weight_floor", "must be a number ≥ 0, or None to disable the floor", 0.05)
+        if self.alpha_dev_size is not None and (
+                not isinstance(self.alpha_dev_size, int) or isinstance(self.alpha_dev_size, bool)
+                or self.alpha_dev_size < 1):
+            bad("alpha_dev_size", "must be an integer ≥ 1, or None for the whole dev set", 1024)
+        for name, example in (("alpha_min", 0.0), ("alpha_max", 4.0)):
+            value = getattr(self, name)
+            if value is not None and (not _is_number(value) or not math.isfinite(value)):
+                bad(name, "must be a finite number, or None for no bound", example)
+        if self.alpha_min is not None and self.alpha_max is not None and not self.alpha_min < self.alpha_max:
+            bad("alpha_max", f"must be > alpha_min ({self.alpha_min})", self.alpha_min + 4.0)
+        if not _is_number(self.alpha_penalty) or not 0 <= self.alpha_penalty < math.inf:
+            bad("alpha_penalty", "must be a finite number ≥ 0", 0.0)
+        if not _is_number(self.weight_min) or not 0 < self.weight_min < math.inf:
+            bad("weight_min", "must be a finite number > 0 (a loss scale ≤ 0 is loss ascent or "
+                              "the task's death)", 0.05)
+        if not _is_number(self.weight_max) or not self.weight_min < self.weight_max < math.inf:
+            bad("weight_max", f"must be a finite number > weight_min ({self.weight_min})", 4.0)
         if (not isinstance(self.diw_bound, (int, float)) or isinstance(self.diw_bound, bool)
                 or not 1 < self.diw_bound < float("inf")):
             bad("diw_bound", "must be a finite number > 1 (the weights have mean 1)", 5.0)
@@ -137,3 +158,8 @@ class FitConfig:
     def from_dict(cls, d: dict) -> "FitConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _is_number(value) -> bool:
+    """int or float, but not bool (True would pass as 1)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

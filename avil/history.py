@@ -15,8 +15,13 @@ class History:
     test: the target's test metric at the epoch with the best dev metric
         (the first such epoch on ties); best_epoch is that epoch, 1-based.
     train_loss: one dict {task: mean training loss} per epoch.
-    epoch_seconds: wall time per epoch (not compared by ==: timings differ
-        between otherwise identical runs).
+    alpha_step: one dict per epoch (αVIL only) of what the α-step did:
+        loss_init / loss_final (target dev loss at α_init / at the chosen α),
+        iterations, evaluations, on_bound (tasks whose α ended on a bound),
+        converged (avil.alpha_step.AlphaStep); its wall time goes to
+        alpha_step_seconds.
+    epoch_seconds, alpha_step_seconds: wall time per epoch and of its α-step
+        (not compared by ==: timings differ between otherwise identical runs).
     """
 
     method: str
@@ -29,15 +34,21 @@ class History:
     dev: List[float] = field(default_factory=list)
     test_per_epoch: List[float] = field(default_factory=list)
     train_loss: List[Dict[str, float]] = field(default_factory=list)
+    alpha_step: List[Dict] = field(default_factory=list)
     test: Optional[float] = None
     best_epoch: Optional[int] = None
     epoch_seconds: List[float] = field(default_factory=list, compare=False)
+    alpha_step_seconds: List[float] = field(default_factory=list, compare=False)
 
-    def record(self, *, task_weights, alphas, train_loss, dev, test, seconds) -> None:
+    def record(self, *, task_weights, alphas, train_loss, dev, test, seconds, alpha_step=None) -> None:
         """Append one epoch and update the best-dev test figure."""
         self.task_weights.append(dict(task_weights))
         if alphas:
             self.alphas.append(dict(alphas))
+        if alpha_step:
+            step = dict(alpha_step)
+            self.alpha_step_seconds.append(float(step.pop("seconds")))
+            self.alpha_step.append(step)
         self.train_loss.append(dict(train_loss))
         self.dev.append(float(dev))
         self.test_per_epoch.append(float(test))

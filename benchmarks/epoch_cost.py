@@ -18,8 +18,9 @@ Inside αVIL's epoch (``AlphaVIL.train_epoch``) the pieces are timed by wrapping
                 less δ extraction
   δ extraction  δ_t = θ_t − θ0 (K subtractions into Δ, inside task_passes;
                 timed separately on the same buffers, median of 50)
-  α-steps       ``tune_alphas``: alpha_steps × (merge θ0 + Σ α δ, forward and
-                backward on alpha_dev_batches dev batches, Δ·g, Adam step)
+  α-step        ``tune_alphas``: the solver's evaluations, each a merge
+                θ0 + Σ α δ, a forward and backward pass over the α-step's dev
+                subset (alpha_dev_size examples) and Δ·g
   merge & rest  the rest of the epoch: θ0 copy, final merge, weight update
 
 machinery = epoch − task passes = δ extraction + α-steps + merge & rest.
@@ -90,7 +91,8 @@ def main(argv=None):
     parser.add_argument("--n-train", type=int, default=12_000, help="MultiMNIST training examples per task")
     parser.add_argument("--n-dev", type=int, default=2_000)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--alpha-steps", type=int, default=avil.FitConfig.alpha_steps)
+    parser.add_argument("--alpha-dev-size", type=int, default=avil.FitConfig.alpha_dev_size,
+                        help="dev examples the α-step sees (FitConfig.alpha_dev_size)")
     parser.add_argument("--repeats", type=int, default=5, help="timed epochs per method (after one warm-up)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1, as notebooks/01_multimnist.ipynb; 0 keeps torch's default)")
@@ -102,10 +104,19 @@ def main(argv=None):
 
     tasks = multimnist.make_tasks("left", "basic", n_train=args.n_train, n_dev=args.n_dev, n_test=100, seed=0)
     config = avil.FitConfig(batch_size=args.batch_size, optimizer="sgd", lr=0.05, seed=0, device=args.device, progress=False,
-                            alpha_steps=args.alpha_steps).validate()
+                            alpha_dev_size=args.alpha_dev_size).validate()
     uniform = make_runner("uniform", tasks, config)
     alpha = make_runner("avil", tasks, config)
     pieces = {"task_passes": [], "tune_alphas": []}
+    evaluations = []
+    tune_alphas = alpha.tune_alphas
+
+    def counted_tune_alphas(epoch):
+        alphas, step = tune_alphas(epoch)
+        evaluations.append(step.evaluations)
+        return alphas, step
+
+    alpha.tune_alphas = counted_tune_alphas
     alpha.task_passes = timed(device, alpha.task_passes, pieces["task_passes"])
     alpha.tune_alphas = timed(device, alpha.tune_alphas, pieces["tune_alphas"])
 
@@ -151,8 +162,8 @@ def main(argv=None):
         "settings": {
             "tasks": [t.name for t in tasks], "target": "left", "n_train_per_task": args.n_train,
             "n_dev": args.n_dev, "batch_size": args.batch_size, "optimizer_steps_per_epoch": steps,
-            "alpha_steps": config.alpha_steps, "alpha_dev_batches": config.alpha_dev_batches,
-            "dev_examples_per_alpha_step": config.alpha_dev_batches * args.batch_size,
+            "alpha_solver": config.alpha_solver, "alpha_dev_size": config.alpha_dev_size,
+            "alpha_step_evaluations": evaluations[1:],
             "parameters": n_params, "repeats": args.repeats, "statistic": "median over repeats, after 1 warm-up",
         },
         "figures": figures,
@@ -160,18 +171,20 @@ def main(argv=None):
     }
 
     print(f"\nMultiMNIST, {len(tasks)} tasks × {args.n_train} examples, batch {args.batch_size}, "
-          f"{steps} steps/epoch, alpha_steps {config.alpha_steps}, {torch.get_num_threads()} threads, "
+          f"{steps} steps/epoch, α-step: {config.alpha_solver} on {config.alpha_dev_size} dev examples, "
+          f"{statistics.fmean(evaluations[1:]):.1f} evaluations/epoch, {torch.get_num_threads()} threads, "
           f"medians of {args.repeats}")
     rows = [("uniform epoch", figures["uniform_epoch_s"]), ("avil epoch", figures["avil_epoch_s"]),
             ("  task passes", figures["avil_task_passes_s"]),
             ("  δ extraction", figures["avil_delta_extraction_s"]),
-            ("  α-steps", figures["avil_alpha_steps_s"]), ("  merge & rest", figures["avil_merge_and_rest_s"]),
+            ("  α-step", figures["avil_alpha_steps_s"]), ("  merge & rest", figures["avil_merge_and_rest_s"]),
             ("  machinery", figures["avil_machinery_s"])]
     for label, s in rows:
         share = f"{100 * s / figures['avil_epoch_s']:6.1f} % of avil" if label.startswith("  ") else ""
         print(f"{label:<16} {1000 * s:10.2f} ms  {share}")
     print(f"ratio avil / uniform: {figures['ratio_avil_over_uniform']:.3f}; "
-          f"machinery share: {100 * figures['machinery_share']:.1f} %")
+          f"machinery share: {100 * figures['machinery_share']:.1f} %; "
+          f"α-step share: {100 * figures['alpha_steps_share']:.1f} %")
 
     out = Path(args.out) if args.out else HERE / "results" / f"epoch_cost-{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

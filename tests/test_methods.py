@@ -51,10 +51,13 @@ def test_alpha_moves_away_from_one_with_the_default_alpha_steps(toy_results):
 def test_avil_records_weights_and_alphas_per_epoch(toy_results):
     h = toy_results["avil"][0]
     assert len(h.alphas) == len(h.task_weights) == len(h.dev) == EPOCHS
-    # additive update: w_e = w_{e-1} + (α_e − 1)
+    # the paper's additive update, kept inside the weight bounds: w_e = clip(w_{e-1} + (α_e − 1))
+    cfg = h.config
     for prev, now, alphas in zip(h.task_weights, h.task_weights[1:], h.alphas[1:]):
         for name in now:
-            assert now[name] == pytest.approx(prev[name] + alphas[name] - 1.0, abs=1e-5)
+            expected = min(max(prev[name] + alphas[name] - 1.0, cfg["weight_min"]), cfg["weight_max"])
+            assert now[name] == pytest.approx(expected, abs=1e-5)
+    assert len(h.alpha_step) == EPOCHS and all(s["loss_final"] <= s["loss_init"] for s in h.alpha_step)
     assert toy_results["uniform"][0].alphas == []
 
 
@@ -90,7 +93,7 @@ def test_avil_deltas_are_not_zero(toy):
     encoder, tasks = toy()
     before = [p.detach().clone() for p in encoder.parameters()]
     h = avil.fit(encoder, tasks, toy_suite.TARGET, "avil",
-                 avil.FitConfig(epochs=1, alpha_steps=0, progress=False))
+                 avil.FitConfig(epochs=1, alpha_solver="adam", alpha_steps=0, progress=False))
     assert h.alphas[0] == {name: 1.0 for name in h.tasks}
     moved = [(p.detach() - b).abs().max().item() for p, b in zip(encoder.parameters(), before)]
     assert min(moved) > 1e-3, moved
@@ -100,22 +103,24 @@ def test_avil_deltas_are_not_zero(toy):
     ("additive", lambda w, a: w + a - 1), ("multiplicative", lambda w, a: w * a), ("replace", lambda w, a: a),
 ])
 def test_weight_updates(update, expected):
-    h = run("avil", 0, epochs=2, weight_update=update)
+    bounds = dict(weight_min=0.05, weight_max=4.0)
+    h = run("avil", 0, epochs=2, weight_update=update, **bounds)
+
+    def clip(w):
+        return min(max(w, bounds["weight_min"]), bounds["weight_max"])
+
     for name in h.tasks:
-        w0 = expected(1.0, h.alphas[0][name])
+        w0 = clip(expected(1.0, h.alphas[0][name]))
         assert h.task_weights[0][name] == pytest.approx(w0, abs=1e-6)
-        assert h.task_weights[1][name] == pytest.approx(expected(w0, h.alphas[1][name]), abs=1e-5)
+        assert h.task_weights[1][name] == pytest.approx(clip(expected(w0, h.alphas[1][name])), abs=1e-5)
 
 
-def test_weight_floor_bounds_the_loss_scale():
+def test_task_weights_are_loss_scales_bounded_on_both_sides():
     from avil.methods.avil import AlphaVIL
 
     method = AlphaVIL.__new__(AlphaVIL)
-    method.task_weights = {"t": -3.0}
-    method.config = avil.FitConfig()
-    assert method.loss_scale("t") == 0.05
-    method.config = avil.FitConfig(weight_floor=None)
-    assert method.loss_scale("t") == -3.0
+    method.config = avil.FitConfig(weight_min=0.1, weight_max=3.0)
+    assert [method.bounded_weight(w) for w in (-22.8, 0.0, 1.5, 14.5)] == [0.1, 0.1, 1.5, 3.0]
 
 
 def test_history_json_round_trip(tmp_path, toy_results):
@@ -160,8 +165,9 @@ def test_dict_inputs_work(toy):
 def test_alpha_carried_over_between_epochs():
     # alpha_init="weights" + weight_update="replace": each epoch's α-tuning starts
     # from the weights the previous one left. One Adam step moves every α by
-    # exactly alpha_lr (its first step is lr·sign(g)), so α_e = w_{e-1} ± 0.3.
-    h = run("avil", 0, epochs=3, alpha_steps=1, alpha_lr=0.3, alpha_init="weights", weight_update="replace")
+    # exactly alpha_lr (its first step is lr·sign(g)), so α_e = w_{e-1} ± 0.3 (inside the weight bounds).
+    h = run("avil", 0, epochs=3, alpha_solver="adam", alpha_steps=1, alpha_lr=0.3, alpha_min=None,
+            alpha_init="weights", weight_update="replace")
     previous = {name: 1.0 for name in h.tasks}
     for alphas, weights in zip(h.alphas, h.task_weights):
         for name in h.tasks:

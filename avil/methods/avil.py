@@ -6,27 +6,40 @@ for Multitask Learning", arXiv 2405.07769, Algorithm 1. Line by line:
     θ0 ← θ                                    (a copy of the flat buffer)
     for t in T: θ_t ← θ0 trained on a ρ-sample of D_t with loss w_t·L_t;
                 δ_t ← θ_t − θ0                (row t of Δ, K × N)
-    α ← 1;  repeat alpha_steps times:
-        θ_α ← θ0 + Σ_t α_t δ_t                (avil.ops.merge_)
-        α ← α − η_α ∇_α L_t*(D_dev, θ_α)      (∇_α L = Δ·∇_θL: avil.ops.dots)
-    θ ← θ0 + Σ_t α_t δ_t;  w_t ← w_t + (α_t − 1)
+    α ← α_init; minimise L_t*(D_dev, θ0 + Σ_t α_t δ_t) over α
+                                              (avil.alpha_step.solve; the merge is
+                                               avil.ops.merge_, ∇_α L = Δ·∇_θL avil.ops.dots)
+    θ ← θ0 + Σ_t α_t δ_t;  w_t ← update(w_t, α_t)
 
-Choices that are ours where the text we could read is silent (all knobs of
-``FitConfig``): α is optimised with Adam by default (the α-gradient is tiny,
-see ``FitConfig``); the dev loss for α is taken in eval mode (no dropout), on
-``alpha_dev_batches`` batches per step; each task keeps its own optimizer,
-whose state persists across epochs; weights enter as floored loss scales.
-With Adam as the task optimizer a constant loss scale barely changes δ_t
-(Adam is scale-invariant), so there the weights act mostly through α; with
-``optimizer="sgd"`` they scale the task passes directly.
+The paper sketches the α-tuning as a few gradient steps from α = 1; we
+solve it as an optimisation problem inside a trust region (docs/design.md,
+"The α-step", and avil/alpha_step.py), on a fixed per-epoch subset of the
+target's dev set, in eval mode (no dropout). Every knob is a field of
+``FitConfig``: the solver, the trust region, the dev subset, α_init and the
+weight rule. Task weights are kept inside ``[weight_min, weight_max]`` and
+used as loss scales of the task passes: a weight at or below 0 would turn a
+task pass into loss ascent, or kill the task for good (its δ is 0, so α
+could never bring it back). Each task keeps its own optimizer, whose state
+persists across epochs. With Adam as the task optimizer a constant loss scale
+barely changes δ_t (Adam is scale-invariant), so there the weights act mostly
+through α; with ``optimizer="sgd"`` they scale the task passes directly.
 """
+import math
+
 import torch
 
 from .. import ops
-from ..data import epoch_generator, to_device
-from .base import Method
+from ..alpha_step import solve
+from ..data import batches, epoch_generator, to_device
+from .base import Method, TrainingError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+WEIGHT_RULES = {
+    "additive": lambda w, a: w + (a - 1.0),  # the paper's printed rule
+    "multiplicative": lambda w, a: w * a,
+    "replace": lambda w, a: a,
+}
 
 
 class AlphaVIL(Method):
@@ -44,19 +57,24 @@ class AlphaVIL(Method):
         self.deltas = torch.empty(k, n, dtype=DTYPES[self.config.delta_dtype], device=self.device)  # (K, N)
 
     def train_epoch(self, epoch: int) -> dict:
-        cfg = self.config
         self.theta0.copy_(self.flat.data)
         losses = self.task_passes(epoch)
-        alphas = self.tune_alphas(epoch)  # (K,)
+        alphas, diagnostics = self.tune_alphas(epoch)  # (K,)
         self.flat.load_(self.theta0)
         ops.merge_(self.flat.data, self.deltas, alphas)
         alpha = dict(zip(self.names, alphas.tolist()))
+        rule = WEIGHT_RULES[self.config.weight_update]
         for name, a in alpha.items():
-            w = self.task_weights[name]
-            self.task_weights[name] = {
-                "additive": w + (a - 1.0), "multiplicative": w * a, "replace": a,
-            }[cfg.weight_update]
-        return {"task_weights": dict(self.task_weights), "alphas": alpha, "train_loss": losses}
+            self.task_weights[name] = self.bounded_weight(rule(self.task_weights[name], a))
+        return {"task_weights": dict(self.task_weights), "alphas": alpha, "train_loss": losses,
+                "alpha_step": diagnostics.to_dict()}
+
+    def bounded_weight(self, w: float) -> float:
+        """w kept inside [weight_min, weight_max]: the recorded weight is the loss scale used."""
+        return min(max(w, self.config.weight_min), self.config.weight_max)
+
+    def loss_scale(self, task: str) -> float:
+        return self.task_weights[task]
 
     def task_passes(self, epoch: int) -> dict:
         """Algorithm 1's inner loop over tasks: fill Δ, one row per task."""
@@ -75,35 +93,51 @@ class AlphaVIL(Method):
             sums[name], counts[name] = total, self.num_batches(len(order))
         return self.mean_losses(sums, counts, epoch)
 
-    def tune_alphas(self, epoch: int) -> torch.Tensor:
-        """α-tuning on the target's dev loss at θ0 + Σ α_t δ_t. Returns α (K,)."""
+    def initial_alphas(self) -> torch.Tensor:
+        if self.config.alpha_init == "weights":
+            return torch.tensor([self.task_weights[name] for name in self.names])  # (K,)
+        return torch.ones(len(self.names))  # (K,)
+
+    def dev_subset(self, epoch: int) -> torch.Tensor:
+        """The α-step's target dev examples this epoch: a seeded sample of
+        ``alpha_dev_size`` (all of them when None or larger than the set)."""
+        n = len(self.tasks[self.target].dev)
+        size = n if self.config.alpha_dev_size is None else min(self.config.alpha_dev_size, n)
+        order = torch.randperm(n, generator=epoch_generator(self.config.seed, epoch, len(self.names) + 1))
+        return order[:size].sort().values
+
+    def tune_alphas(self, epoch: int):
+        """The α-step: minimise the target's dev loss at θ0 + Σ α_t δ_t.
+        Returns α (K,) and its AlphaStep diagnostics."""
         cfg = self.config
-        if cfg.alpha_init == "weights":
-            init = [self.task_weights[name] for name in self.names]
-        else:
-            init = [1.0] * len(self.names)
-        alphas = torch.tensor(init, dtype=torch.float32, device=self.device)  # (K,)
-        if cfg.alpha_steps == 0:
-            return alphas
-        alphas.requires_grad_(True)
-        opt_cls = torch.optim.Adam if cfg.alpha_optimizer == "adam" else torch.optim.SGD
-        optimizer = opt_cls([alphas], lr=cfg.alpha_lr)
-        dev = self.tasks[self.target].dev
-        dev_order = torch.randperm(len(dev), generator=epoch_generator(cfg.seed, epoch, len(self.names) + 1))
-        per_step = cfg.alpha_dev_batches * cfg.batch_size
-        self.model.eval()
-        for step in range(cfg.alpha_steps):
+        target = self.tasks[self.target]
+        chunks = self.dev_subset(epoch).split(cfg.eval_batch_size)
+        total = sum(len(idx) for idx in chunks)
+        # Collated once: every evaluation of the objective reuses them.
+        dev_batches = [to_device(next(batches(target.dev, idx, len(idx), target.collate_fn)), self.device)
+                       for idx in chunks]
+
+        def objective(alphas: torch.Tensor):
+            """L_dev(θ0 + Δᵀα) on the subset and ∇_α L = Δ·∇_θL (K,)."""
             self.flat.load_(self.theta0)
-            ops.merge_(self.flat.data, self.deltas, alphas.detach())  # θ_α
-            start = (step * per_step) % len(dev)
-            idx = torch.cat([dev_order, dev_order])[start : start + min(per_step, len(dev))]
+            ops.merge_(self.flat.data, self.deltas, alphas.to(self.device))  # θ_α
             self.flat.bind_grads(self.task_params[self.target])
-            n_batches = 0
-            for batch in self.batches(self.target, idx, split="dev"):
-                x, y = to_device(batch, self.device)
-                self.tasks[self.target].loss_fn(self.model(x, self.target), y).backward()
-                n_batches += 1
-            g = self.flat.grad / n_batches  # ∇_θ L_t*(θ_α) (N,)
-            alphas.grad = ops.dots(self.deltas, g)  # ∇_α L = Δ·g (K,)
-            optimizer.step()
-        return alphas.detach()
+            loss = torch.zeros((), device=self.device)
+            for (x, y), idx in zip(dev_batches, chunks):
+                # Each chunk's mean loss weighted by its share: the mean over the subset.
+                chunk_loss = target.loss_fn(self.model(x, self.target), y) * (len(idx) / total)
+                chunk_loss.backward()
+                loss += chunk_loss.detach()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingError(
+                    f"Task '{self.target}': the dev loss the α-step minimises is {value} at α = "
+                    f"{[round(a, 4) for a in alphas.tolist()]} in epoch {epoch + 1}. Training stopped; the "
+                    "last checkpoint (if any) is kept. Fix: check the target's dev split for non-finite "
+                    "inputs or invalid labels, or narrow the trust region (FitConfig.alpha_max).")
+            return value, ops.dots(self.deltas, self.flat.grad).cpu()  # ∇_α L = Δ·g (K,)
+
+        self.model.eval()
+        return solve(objective, self.initial_alphas(), self.names, solver=cfg.alpha_solver,
+                     alpha_min=cfg.alpha_min, alpha_max=cfg.alpha_max, penalty=cfg.alpha_penalty,
+                     max_iter=cfg.alpha_max_iter, tol=cfg.alpha_tol, steps=cfg.alpha_steps, lr=cfg.alpha_lr)

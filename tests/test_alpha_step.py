@@ -1,0 +1,128 @@
+"""The α-step solver (avil/alpha_step.py): it reaches known optima, respects
+its trust region, is deterministic, and αVIL's objective is the dev loss at
+θ0 + Δᵀα."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import avil
+from avil.alpha_step import solve
+from avil.flat import FlatParameters
+from avil.methods import AlphaVIL
+from avil.models import MultiTaskModel
+
+NAMES = ["a", "b", "c"]
+
+
+def quadratic(optimum, curvature):
+    """F(α) = ½ (α − α*)ᵀ A (α − α*): (value, gradient), counting calls."""
+    optimum = torch.tensor(optimum, dtype=torch.float64)
+    a = torch.tensor(curvature, dtype=torch.float64)
+
+    def objective(alphas):
+        d = alphas.double() - optimum
+        return float(0.5 * d @ a @ d), (a @ d).float()
+
+    return objective
+
+
+# An ill-conditioned, coupled A: the solver must handle both.
+CURVATURE = [[4.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 0.2]]
+
+
+def test_lbfgs_reaches_the_analytic_optimum():
+    optimum = [2.5, -0.7, 6.0]
+    alphas, step = solve(quadratic(optimum, CURVATURE), torch.ones(3), NAMES, alpha_min=None, alpha_max=None)
+    assert torch.allclose(alphas.double(), torch.tensor(optimum, dtype=torch.float64), atol=1e-3), alphas
+    assert step.converged and step.on_bound == [] and step.loss_final < 1e-6
+    assert step.loss_init == pytest.approx(float(quadratic(optimum, CURVATURE)(torch.ones(3))[0]))
+    assert step.evaluations >= step.iterations >= 1
+
+
+def test_lbfgs_respects_bounds_and_reports_them():
+    # Diagonal A: the box-constrained optimum is the clipped unconstrained one.
+    diagonal = [[1.0, 0, 0], [0, 3.0, 0], [0, 0, 0.5]]
+    alphas, step = solve(quadratic([-2.0, 1.3, 9.0], diagonal), torch.ones(3), NAMES, alpha_min=0.0, alpha_max=4.0)
+    assert torch.allclose(alphas, torch.tensor([0.0, 1.3, 4.0]), atol=1e-3), alphas
+    assert step.on_bound == ["a", "c"]
+
+
+def test_proximal_penalty_has_its_closed_form_optimum():
+    # argmin ½(α−α*)ᵀA(α−α*) + λ/2‖α−α0‖² = (A + λI)⁻¹ (A α* + λ α0)
+    optimum, start, lam = torch.tensor([3.0, -1.0, 5.0]), torch.tensor([1.0, 1.0, 1.0]), 0.7
+    a = torch.tensor(CURVATURE)
+    expected = torch.linalg.solve(a + lam * torch.eye(3), a @ optimum + lam * start)
+    alphas, _ = solve(quadratic(optimum.tolist(), CURVATURE), start, NAMES, alpha_min=None, alpha_max=None,
+                      penalty=lam)
+    assert torch.allclose(alphas, expected, atol=1e-3), (alphas, expected)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "adam", "sgd"])
+def test_solvers_are_deterministic_and_stay_in_the_box(solver):
+    runs = [solve(quadratic([7.0, -3.0, 0.5], CURVATURE), torch.ones(3), NAMES, solver=solver,
+                  alpha_min=0.0, alpha_max=2.0, lr=0.5) for _ in range(2)]
+    (a1, s1), (a2, s2) = runs
+    assert torch.equal(a1, a2) and (s1.loss_final, s1.evaluations) == (s2.loss_final, s2.evaluations)
+    assert ((a1 >= 0.0) & (a1 <= 2.0)).all(), a1
+    assert s1.loss_final < s1.loss_init
+
+
+def test_first_order_steps_are_the_papers_sketch():
+    # One Adam step moves every α by exactly lr (its first step is lr · sign(g)).
+    alphas, step = solve(quadratic([5.0, -5.0, 5.0], [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]), torch.ones(3), NAMES,
+                         solver="adam",
+                         alpha_min=None, alpha_max=None, steps=1, lr=0.3)
+    assert torch.allclose(alphas, torch.tensor([1.3, 0.7, 1.3]), atol=1e-6)
+    assert (step.iterations, step.evaluations, step.converged) == (1, 2, False)
+
+
+def test_a_non_finite_dev_loss_stops_with_the_epoch_and_split_named():
+    objective_calls = []
+
+    def objective(alphas):
+        objective_calls.append(alphas)
+        return math.nan, torch.zeros(3)
+
+    with pytest.raises(ValueError, match="non-finite"):
+        solve(objective, torch.ones(3), NAMES)
+
+
+# -- αVIL's objective ---------------------------------------------------------
+
+def linear_suite(seed=0, n=256, dim=6):
+    """Three regression tasks sharing one linear map (no head parameters): the
+    target's dev loss at θ0 + Δᵀα is quadratic in α, with a least-squares optimum."""
+    gen = torch.Generator().manual_seed(seed)
+    tasks = []
+    for name, scale in (("target", 1.0), ("aux1", 0.5), ("aux2", -1.0)):
+        w = torch.randn(dim, 1, generator=gen) * scale
+
+        def split(m):
+            x = torch.randn(m, dim, generator=gen)
+            return TensorDataset(x, (x @ w).squeeze(1) + 0.1 * torch.randn(m, generator=gen))
+
+        tasks.append(avil.Task(name, split(n), split(n), split(n), nn.Flatten(0),
+                               F.mse_loss, avil.metrics.negative_mse))
+    return tasks
+
+
+def test_avil_alpha_step_minimises_the_merged_dev_loss_exactly():
+    tasks = linear_suite()
+    torch.manual_seed(0)
+    model = MultiTaskModel(nn.Linear(6, 1, bias=False), {t.name: t.head for t in tasks})
+    config = avil.FitConfig(lr=0.05, batch_size=32, alpha_min=None, alpha_max=None, alpha_dev_size=None,
+                            progress=False).validate()
+    runner = AlphaVIL(model, FlatParameters(model), tasks, "target", config)
+    result = runner.train_epoch(0)
+    # Least squares over α: output(α) = X(w0 + Δᵀα), so min_α ‖X Δᵀ α − (y − X w0)‖².
+    x, y = tasks[0].dev.tensors
+    z = x @ runner.deltas.T  # (n, K)
+    expected = torch.linalg.lstsq(z.double(), (y - x @ runner.theta0).double().unsqueeze(1)).solution.squeeze(1)
+    got = torch.tensor([result["alphas"][t.name] for t in tasks], dtype=torch.float64)
+    assert torch.allclose(got, expected, atol=1e-3), (got, expected)
+    step = result["alpha_step"]
+    assert step["loss_final"] < step["loss_init"] and step["converged"]
