@@ -109,8 +109,8 @@ class FitConfig:
                 bad(name, "must be an integer ≥ 1", example)
         if not isinstance(self.alpha_steps, int) or self.alpha_steps < 0:
             bad("alpha_steps", "must be an integer ≥ 0", 10)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            bad("seed", "must be an integer", 0)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2 ** 32:
+            bad("seed", "must be an integer in [0, 2**32)", 0)
         for name, example in (("lr", 1e-3), ("alpha_lr", 0.05), ("diw_ridge", 0.1)):
             value = getattr(self, name)
             if (not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0

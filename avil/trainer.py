@@ -22,6 +22,7 @@ What ``fit`` guarantees (DESIGN §8):
 """
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -47,6 +48,8 @@ NOT_RECORDED = {"progress", "checkpoint_dir"}
 RESUMABLE_CHANGES = NOT_RECORDED | {"epochs", "lr", "eval_batch_size"}
 # F.cross_entropy's default ignore_index: a label that marks "no label".
 IGNORE_INDEX = -100
+# What torch's mse/l1/smooth-l1 losses warn when labels and outputs broadcast.
+BROADCAST_WARNING = "that is different to the input size"
 
 
 @dataclass
@@ -80,7 +83,7 @@ def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avi
     the model built, every split of every task (``check_data``). Trains
     nothing and leaves the torch RNG as ``torch.manual_seed(config.seed)`` left it.
     """
-    config = (config or FitConfig()).validate()
+    config = checked_config(config)
     if method not in METHODS:
         raise ValueError(
             f"unknown method {method!r}. Fix: use one of {sorted(METHODS)} (avil.METHODS)."
@@ -117,7 +120,7 @@ def fit(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil"
     epoch's save. On CPU a resumed run gives the same History as an
     uninterrupted one.
     """
-    config = (config or FitConfig()).validate()
+    config = checked_config(config)
     if resume and not config.checkpoint_dir:
         raise ValueError("resume=True needs FitConfig.checkpoint_dir (where the run was checkpointed).")
     if resume and overwrite:
@@ -162,6 +165,15 @@ def train(setup: Setup, history: History, directory=None) -> History:
         if directory is not None:
             checkpoint.save(directory, checkpoint_state(setup, history))
     return history
+
+
+def checked_config(config: Optional[FitConfig]) -> FitConfig:
+    if config is None:
+        return FitConfig().validate()
+    if not isinstance(config, FitConfig):
+        raise TypeError(f"config is {_describe(config)}, not an avil.FitConfig. "
+                        "Fix: pass config=avil.FitConfig(...) (from a dict d: avil.FitConfig(**d)).")
+    return config.validate()
 
 
 def recorded_config(config: FitConfig) -> dict:
@@ -350,6 +362,8 @@ def check_tasks(tasks: List[Task], target: str) -> None:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"duplicate task names {duplicates}. Fix: give every avil.Task a unique name.")
+    if isinstance(target, Task):
+        raise TypeError(f"target is the Task '{target.name}' itself. Fix: pass its name, target={target.name!r}.")
     if target not in names:
         raise ValueError(f"target {target!r} is not among the tasks {names}. Fix: pass target=one of them.")
     for t in tasks:
@@ -390,19 +404,22 @@ def check_split(model: MultiTaskModel, task: Task, split: str, device) -> None:
     """
     data = getattr(task, split)
     name = f"Task '{task.name}': the {split} split"
-    pairs = len(data.tensors) == 2 if isinstance(data, TensorDataset) else _is_pair(data[0])
-    if not pairs:
-        item = tuple(data.tensors) if isinstance(data, TensorDataset) else data[0]
+    item = tuple(data.tensors) if isinstance(data, TensorDataset) else _item(task, split, data, 0)
+    if not (len(item) == 2 if isinstance(data, TensorDataset) else _is_pair(item)):
         raise ValueError(
             f"{name}'s items are {_describe(item)}, not (x, y) pairs. Fix: make dataset[i] return (x, y), "
             "e.g. TensorDataset(x, y) with exactly two tensors."
         )
     model.eval()
     try:
-        x, y = next(batches(data, torch.arange(min(2, len(data))), 2, task.collate_fn))
+        batch = next(batches(data, torch.arange(min(2, len(data))), 2, task.collate_fn))
     except Exception as err:  # re-raised with the task, the split and the fix named
         raise ValueError(f"{name}: its first two items cannot be made into a batch ({type(err).__name__}: "
-                         f"{err}). Fix: give it a Task.collate_fn that batches its items.") from err
+                         f"{err}). Fix: give the task a collate_fn that batches its items.") from err
+    if not _is_pair(batch):
+        raise ValueError(f"{name}: a batch of its first two items is {_describe(batch)}, not (x, y). Fix: make "
+                         "Task.collate_fn return an (x, y) pair.")
+    x, y = batch
     x, y = to_device(x, device), to_device(y, device)
     try:
         features = model.features(x)
@@ -421,14 +438,25 @@ def check_split(model: MultiTaskModel, task: Task, split: str, device) -> None:
         ) from err
     classes = _class_count(out, y)
     check_values(task, split, data, classes, out)
-    try:
-        loss = task.loss_fn(out, y)
-    except Exception as err:
-        raise ValueError(_diagnose_loss(task, split, out, y, err)) from err
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            loss = task.loss_fn(out, y)
+        except Exception as err:
+            raise ValueError(_diagnose_loss(task, split, out, y, err)) from err
+    for warning in caught:
+        if BROADCAST_WARNING in str(warning.message):  # torch's regression losses broadcast, then warn
+            raise ValueError(
+                f"{name}: its labels ({_describe(y)}) do not have the shape of the head's output "
+                f"({_describe(out)}), so loss_fn broadcasts them against each other (torch: {warning.message}). "
+                "Fix: give the labels the shape loss_fn compares with the output (e.g. (N,) for a head "
+                "squeezed to (N,))."
+            )
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         raise ValueError(
-            f"Task '{task.name}': loss_fn returned {getattr(loss, 'shape', type(loss))}, not a scalar. "
-            "Fix: reduce the loss to a scalar (reduction='mean')."
+            f"Task '{task.name}': loss_fn returned {getattr(loss, 'shape', type(loss))}, not a scalar tensor. "
+            "Fix: reduce the loss to a scalar tensor (reduction='mean')."
         )
     if not math.isfinite(loss.item()):
         raise TrainingError(f"{name}: the loss of its first examples is {loss.item()}. "
@@ -446,7 +474,7 @@ def check_values(task: Task, split: str, data, classes: Optional[int], out: torc
         bad_label = _first_outside(y, classes)
     else:
         bad_x = bad_y = bad_label = None
-        for i, item in enumerate(_items(data)):
+        for i, item in enumerate(_items(task, split, data)):
             if not _is_pair(item):
                 raise ValueError(f"{name}'s item {i} is {_describe(item)}, not an (x, y) pair. "
                                  "Fix: make dataset[i] return (x, y) for every i.")
@@ -464,7 +492,7 @@ def check_values(task: Task, split: str, data, classes: Optional[int], out: torc
                 "examples or replace the values: one NaN makes the loss, α and the model NaN."
             )
     if bad_label is not None:
-        label = torch.as_tensor(data[bad_label][1]).reshape(-1)
+        label = torch.as_tensor(_item(task, split, data, bad_label)[1]).reshape(-1)
         value = label[_first_outside(label, classes)]
         try:  # on the CPU: a CUDA loss would abort the process on a bad class index
             task.loss_fn(out[:1].float().cpu(), torch.full((1,) + tuple(out.shape[1:-1]), int(value)))
@@ -508,6 +536,15 @@ def check_batch_of_one(model: MultiTaskModel, flat: FlatParameters, task: Task, 
 def _diagnose_loss(task: Task, split: str, out: torch.Tensor, y, err: Exception) -> str:
     """Which of the labels' dtype, or the head's output, makes loss_fn fail."""
     shapes = f"head output {_describe(out)}, labels {_describe(y)}; {type(err).__name__}: {err}"
+    if isinstance(y, torch.Tensor) and y.dim() >= 2 and y.shape[-1] == 1:
+        try:
+            task.loss_fn(out, y.squeeze(-1))
+        except Exception:
+            pass
+        else:
+            return (f"Task '{task.name}': the {split} split's labels have shape {tuple(y.shape[1:])} per example, "
+                    f"one dimension too many for its loss_fn ({shapes}). Fix: store them with shape "
+                    f"{tuple(y.shape[1:-1])} per example (y.squeeze(-1)).")
     if isinstance(y, torch.Tensor):
         for dtype, kind in ((torch.long, "integer class indices (torch.long)"),
                             (torch.float32, "floating-point targets (torch.float32)")):
@@ -524,12 +561,34 @@ def _diagnose_loss(task: Task, split: str, out: torch.Tensor, y, err: Exception)
             "(e.g. nn.Linear(features, n_classes) for F.cross_entropy), and the labels to match.")
 
 
-def _items(data, chunk: int = 1024):
+def _items(task: Task, split: str, data, chunk: int = 1024):
     """Every item of ``data``, in order, fetched in chunks where it can."""
     getitems = getattr(data, "__getitems__", None)
     for start in range(0, len(data), chunk):
         indices = list(range(start, min(start + chunk, len(data))))
-        yield from (getitems(indices) if getitems is not None else (data[i] for i in indices))
+        if getitems is None:
+            yield from (_item(task, split, data, i) for i in indices)
+            continue
+        try:
+            items = getitems(indices)
+        except Exception as err:
+            raise _unreadable(task, split, f"{indices[0]}..{indices[-1]}", err) from err
+        yield from items
+
+
+def _item(task: Task, split: str, data, index: int):
+    try:
+        return data[index]
+    except Exception as err:
+        raise _unreadable(task, split, index, err) from err
+
+
+def _unreadable(task: Task, split: str, where, err: Exception) -> ValueError:
+    return ValueError(
+        f"Task '{task.name}': the {split} split's item {where} cannot be read ({type(err).__name__}: {err}), "
+        f"though len() says it has {len(getattr(task, split))}. Fix: make dataset[i] return an (x, y) pair for "
+        "every i below len(dataset)."
+    )
 
 
 def _is_pair(item) -> bool:
@@ -543,7 +602,8 @@ def _describe(x) -> str:
         return "a dict {" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in x.items()) + "}"
     if isinstance(x, (tuple, list)):
         return f"a {type(x).__name__} of {len(x)}: (" + ", ".join(_describe(v) for v in x) + ")"
-    return f"a {type(x).__name__}"
+    kind = type(x).__name__
+    return f"{'an' if kind[0].lower() in 'aeiou' else 'a'} {kind}"
 
 
 def _class_count(out: torch.Tensor, y) -> Optional[int]:

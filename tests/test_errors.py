@@ -392,3 +392,59 @@ def test_every_item_of_other_datasets_is_checked(toy, wrap):
     with pytest.raises(ValueError, match=r"Task 'same_rule': the train split holds NaN or inf in its inputs "
                                          r"\(first at example 1999\)"):
         fit(tasks)
+
+
+def test_config_and_target_of_the_wrong_kind(toy):
+    encoder, tasks = toy()
+    with pytest.raises(TypeError, match=r"config is a dict \{'epochs': an int\}, not an avil.FitConfig. Fix: pass "
+                                        r"config=avil.FitConfig\(\.\.\.\)"):
+        avil.fit(encoder, tasks, toy_suite.TARGET, "avil", {"epochs": 1})
+    with pytest.raises(TypeError, match=r"target is the Task 'target' itself. Fix: pass its name, target='target'"):
+        avil.fit(encoder, tasks, tasks[0], "avil", avil.FitConfig(**QUIET))
+
+
+@pytest.mark.parametrize("seed", [-1, 2 ** 62])
+def test_seed_out_of_range(toy, seed):
+    _, tasks = toy()
+    with pytest.raises(ValueError, match=rf"FitConfig.seed = {seed}: must be an integer in \[0, 2\*\*32\)"):
+        fit(tasks, seed=seed)
+
+
+def test_labels_with_an_extra_dimension_are_diagnosed(toy):
+    _, tasks = toy()
+    x, y = tasks[0].train.tensors
+    tasks[0].train = TensorDataset(x, y[:, None])
+    with pytest.raises(ValueError, match=r"Task 'target': the train split's labels have shape \(1,\) per example, one "
+                                         r"dimension too many for its loss_fn.*Fix: store them with shape \(\) per "
+                                         r"example \(y.squeeze\(-1\)\)"):
+        fit(tasks)
+
+
+def test_regression_labels_that_broadcast_against_the_output(toy):
+    _, tasks = toy()
+    x, y = tasks[3].train.tensors
+    tasks[3].train = TensorDataset(x, y[:, None, None])
+    with pytest.raises(ValueError, match=r"Task 'harmful': the train split: its labels \(a torch.float32 tensor of "
+                                         r"shape \(2, 1, 1\)\) do not have the shape of the head's output.*broadcasts"):
+        fit(tasks)
+
+
+class LenLies(Items):
+    def __len__(self):
+        return len(self.data) + 5
+
+
+def test_a_dataset_whose_items_cannot_be_read(toy):
+    _, tasks = toy()
+    tasks[1].dev = LenLies(tasks[1].dev)
+    with pytest.raises(ValueError, match=r"Task 'same_rule': the dev split's item 500 cannot be read \(IndexError: "
+                                         r".*\), though len\(\) says it has 505. Fix"):
+        fit(tasks)
+
+
+def test_a_collate_fn_that_does_not_return_a_pair(toy):
+    _, tasks = toy()
+    tasks[1].collate_fn = lambda items: (torch.stack([x for x, _ in items]), torch.stack([y for _, y in items]), 0)
+    with pytest.raises(ValueError, match=r"Task 'same_rule': the train split: a batch of its first two items is a "
+                                         r"tuple of 3.*not \(x, y\). Fix: make Task.collate_fn return an \(x, y\) pair"):
+        fit(tasks)
