@@ -222,32 +222,41 @@ def test_a_bad_label_in_the_test_split(toy):
         fit(tasks)
 
 
-def test_labels_of_the_wrong_dtype_are_blamed_not_the_head(toy):
+@pytest.mark.parametrize("task, split, make, message", [
+    # labels of the wrong dtype: the labels are blamed, not the head
+    (0, "dev", lambda x, y: (x, y.float()),
+     r"Task 'target': the dev split's labels are torch.float32, but its loss_fn needs integer class indices "
+     r"\(torch.long\).*Fix: store that split's labels as torch.int64"),
+    (0, "dev", lambda x, y: (x[:, :19], y),
+     r"Task 'target': the dev split: the encoder fails on its inputs \(a torch.float32 tensor of shape \(2, 19\).*Fix"),
+    (0, "train", lambda x, y: (x, y[:, None]),
+     r"Task 'target': the train split's labels have shape \(1,\) per example, one dimension too many for its "
+     r"loss_fn.*Fix: store them with shape \(\) per example \(y.squeeze\(-1\)\)"),
+    (3, "train", lambda x, y: (x, y[:, None, None]),
+     r"Task 'harmful': the train split: its labels \(a torch.float32 tensor of shape \(2, 1, 1\)\) do not have the "
+     r"shape of the head's output.*broadcasts.*Fix"),
+])
+def test_a_split_whose_inputs_or_labels_do_not_fit(toy, task, split, make, message):
     _, tasks = toy()
-    x, y = tasks[0].dev.tensors
-    tasks[0].dev = TensorDataset(x, y.float())
-    with pytest.raises(ValueError, match=r"Task 'target': the dev split's labels are torch.float32, but its "
-                                         r"loss_fn needs integer class indices \(torch.long\).*Fix: store that "
-                                         r"split's labels as torch.int64"):
+    setattr(tasks[task], split, TensorDataset(*make(*getattr(tasks[task], split).tensors)))
+    with pytest.raises(ValueError, match=message):
         fit(tasks)
 
 
-def test_inputs_of_the_wrong_shape_in_the_dev_split(toy):
-    _, tasks = toy()
-    x, y = tasks[0].dev.tensors
-    tasks[0].dev = TensorDataset(x[:, :19], y)
-    with pytest.raises(ValueError, match=r"Task 'target': the dev split: the encoder fails on its inputs "
-                                         r"\(a torch.float32 tensor of shape \(2, 19\).*Fix"):
-        fit(tasks)
+class Items(torch.utils.data.Dataset):
+    """A dataset that is not a TensorDataset (as text datasets are)."""
 
-
-class DictItems(torch.utils.data.Dataset):
     def __init__(self, data):
         self.data = data
 
     def __len__(self):
         return len(self.data)
 
+    def __getitem__(self, i):
+        return self.data[i]
+
+
+class DictItems(Items):
     def __getitem__(self, i):
         x, y = self.data[i]
         return {"x": x, "y": y}
@@ -356,19 +365,6 @@ def test_encoder_and_tasks_of_the_wrong_kind(toy):
         avil.fit(encoder, tasks[0], toy_suite.TARGET, "avil", avil.FitConfig(**QUIET))
 
 
-class Items(torch.utils.data.Dataset):
-    """A dataset that is not a TensorDataset (as text datasets are)."""
-
-    def __init__(self, data):
-        self.data = data
-
-    def __len__(self):
-        return len(self.data)
-
-    def __getitem__(self, i):
-        return self.data[i]
-
-
 class BatchedItems(Items):
     fetched = 0
 
@@ -408,25 +404,6 @@ def test_seed_out_of_range(toy, seed):
     _, tasks = toy()
     with pytest.raises(ValueError, match=rf"FitConfig.seed = {seed}: must be an integer in \[0, 2\*\*32\)"):
         fit(tasks, seed=seed)
-
-
-def test_labels_with_an_extra_dimension_are_diagnosed(toy):
-    _, tasks = toy()
-    x, y = tasks[0].train.tensors
-    tasks[0].train = TensorDataset(x, y[:, None])
-    with pytest.raises(ValueError, match=r"Task 'target': the train split's labels have shape \(1,\) per example, one "
-                                         r"dimension too many for its loss_fn.*Fix: store them with shape \(\) per "
-                                         r"example \(y.squeeze\(-1\)\)"):
-        fit(tasks)
-
-
-def test_regression_labels_that_broadcast_against_the_output(toy):
-    _, tasks = toy()
-    x, y = tasks[3].train.tensors
-    tasks[3].train = TensorDataset(x, y[:, None, None])
-    with pytest.raises(ValueError, match=r"Task 'harmful': the train split: its labels \(a torch.float32 tensor of "
-                                         r"shape \(2, 1, 1\)\) do not have the shape of the head's output.*broadcasts"):
-        fit(tasks)
 
 
 class LenLies(Items):
