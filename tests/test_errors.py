@@ -262,15 +262,20 @@ class DictItems(Items):
         return {"x": x, "y": y}
 
 
-@pytest.mark.parametrize("make, described", [
-    (lambda ds: TensorDataset(*ds.tensors, ds.tensors[1]), "a tuple of 3"),
-    (DictItems, "a dict"),
+class LenLies(Items):
+    def __len__(self):
+        return len(self.data) + 5
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda ds: TensorDataset(*ds.tensors, ds.tensors[1]), r"items are a tuple of 3.*not \(x, y\) pairs. Fix"),
+    (DictItems, r"items are a dict.*not \(x, y\) pairs. Fix"),
+    (LenLies, r"item 500 cannot be read \(IndexError: .*\), though len\(\) says it has 505. Fix"),
 ])
-def test_items_that_are_not_pairs(toy, make, described):
+def test_items_that_are_not_pairs_or_cannot_be_read(toy, make, message):
     _, tasks = toy()
     tasks[1].dev = make(tasks[1].dev)
-    with pytest.raises(ValueError, match=rf"Task 'same_rule': the dev split's items are {described}.*not \(x, y\) "
-                                         r"pairs. Fix"):
+    with pytest.raises(ValueError, match=rf"Task 'same_rule': the dev split's {message}"):
         fit(tasks)
 
 
@@ -404,19 +409,6 @@ def test_seed_out_of_range(toy, seed):
     _, tasks = toy()
     with pytest.raises(ValueError, match=rf"FitConfig.seed = {seed}: must be an integer in \[0, 2\*\*32\)"):
         fit(tasks, seed=seed)
-
-
-class LenLies(Items):
-    def __len__(self):
-        return len(self.data) + 5
-
-
-def test_a_dataset_whose_items_cannot_be_read(toy):
-    _, tasks = toy()
-    tasks[1].dev = LenLies(tasks[1].dev)
-    with pytest.raises(ValueError, match=r"Task 'same_rule': the dev split's item 500 cannot be read \(IndexError: "
-                                         r".*\), though len\(\) says it has 505. Fix"):
-        fit(tasks)
 
 
 def test_a_collate_fn_that_does_not_return_a_pair(toy):
