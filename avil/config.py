@@ -1,7 +1,10 @@
 """FitConfig: every knob of a run, with the defaults of DESIGN §1."""
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Optional
+
+import torch
 
 DELTA_DTYPES = ("float32", "bfloat16", "float16")
 
@@ -11,13 +14,17 @@ class FitConfig:
     """How ``avil.fit`` trains. Knobs a method does not use are ignored by it.
 
     Shared by every method:
-      epochs, batch_size, lr, seed, device: as usual.
+      epochs, batch_size, lr, seed: as usual (numbers, never bools).
+      device: "cpu", "cuda", "cuda:1", "mps" or a torch.device; checked to
+        exist on this machine, and stored as a string (JSON-able).
       optimizer: "adam" | "sgd" (SGD with momentum 0.9) for the model parameters.
         αVIL keeps one optimizer per task, whose state persists across epochs.
       eval_batch_size: batch size of dev/test evaluation.
-      progress: tqdm bars on epochs and task passes.
+      progress: tqdm bars on epochs and task passes (True | False).
       checkpoint_dir: if set, every epoch is written there atomically and
-        ``avil.fit(..., resume=True)`` continues from the last one.
+        ``avil.fit(..., resume=True)`` continues from the last one. A fresh
+        run refuses a directory that holds another checkpoint unless
+        ``avil.fit(..., overwrite=True)``; a path is stored as a string.
 
     αVIL (Algorithm 1 of arXiv 2405.07769; the α-step is avil/alpha_step.py):
       rho: fraction of each task's training set sampled for its task-specific
@@ -110,12 +117,20 @@ class FitConfig:
                 bad(name, "must be an integer ≥ 1", example)
         if not isinstance(self.alpha_steps, int) or self.alpha_steps < 0:
             bad("alpha_steps", "must be an integer ≥ 0", 10)
-        if not isinstance(self.seed, int):
-            bad("seed", "must be an integer", 0)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2 ** 32:
+            bad("seed", "must be an integer in [0, 2**32)", 0)
         for name, example in (("lr", 1e-3), ("alpha_lr", 0.05), ("alpha_tol", 1e-5), ("diw_ridge", 0.1)):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0
+                    or value == float("inf")):
                 bad(name, "must be a finite number > 0", example)
+        if not isinstance(self.progress, bool):
+            bad("progress", "must be True or False", False)
+        self.device = check_device(self.device)
+        if self.checkpoint_dir is not None:
+            if not isinstance(self.checkpoint_dir, (str, os.PathLike)) or not str(self.checkpoint_dir):
+                bad("checkpoint_dir", "must be a directory path (str or pathlib.Path) or None", "runs/ckpt")
+            self.checkpoint_dir = os.fspath(self.checkpoint_dir)
         if not isinstance(self.rho, (int, float)) or not 0 < self.rho <= 1:
             bad("rho", "must lie in (0, 1]", 1.0)
         choices = {
@@ -158,6 +173,31 @@ class FitConfig:
     def from_dict(cls, d: dict) -> "FitConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def check_device(device) -> str:
+    """``device`` as a string, after checking that this machine has it."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"FitConfig.device = {device!r} is not a device ({err}). "
+                         "Fix: pass e.g. FitConfig(device='cpu') or FitConfig(device='cuda').") from err
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"FitConfig.device = {device!r}: this machine has no CUDA device "
+                             "(torch.cuda.is_available() is False). Fix: pass FitConfig(device='cpu').")
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"FitConfig.device = {device!r}: this machine has {count} CUDA device(s), "
+                             f"numbered 0..{count - 1}. Fix: pass e.g. FitConfig(device='cuda:0').")
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"FitConfig.device = {device!r}: MPS is not available on this machine. "
+                             "Fix: pass FitConfig(device='cpu').")
+    elif parsed.type != "cpu":
+        raise ValueError(f"FitConfig.device = {device!r}: avil runs on 'cpu', 'cuda' or 'mps'. "
+                         "Fix: pass FitConfig(device='cpu').")
+    return str(parsed)
 
 
 def _is_number(value) -> bool:

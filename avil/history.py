@@ -1,7 +1,15 @@
 """History: what a run measured, epoch by epoch, as plain JSON-able data."""
 import json
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Dict, List, Optional
+
+from . import io
+
+# Version of the dict/JSON layout (the "format_version" key). 1: files written
+# before the key existed; 2: adds "resumes". A field added with a default
+# needs no new version: older files simply lack it and get the default.
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -22,6 +30,16 @@ class History:
         alpha_step_seconds.
     epoch_seconds, alpha_step_seconds: wall time per epoch and of its α-step
         (not compared by ==: timings differ between otherwise identical runs).
+    resumes: one dict per resume, ``{"epoch": epochs done when it resumed,
+        "changed": {config field: [before, after]}}`` for the FitConfig fields
+        the resumed call changed (e.g. a lower lr after a NaN loss); ``config``
+        holds the latest values. Not compared by ==, so a run resumed without
+        changes equals an uninterrupted one.
+
+    ``to_json``/``from_json`` (and ``to_dict``/``from_dict``) round-trip it; the
+    dict carries ``format_version``. Reading tolerates what other versions
+    write: a missing field gets its default, an unknown key is ignored with a
+    warning.
     """
 
     method: str
@@ -39,6 +57,7 @@ class History:
     best_epoch: Optional[int] = None
     epoch_seconds: List[float] = field(default_factory=list, compare=False)
     alpha_step_seconds: List[float] = field(default_factory=list, compare=False)
+    resumes: List[Dict] = field(default_factory=list, compare=False)
 
     def record(self, *, task_weights, alphas, train_loss, dev, test, seconds, alpha_step=None) -> None:
         """Append one epoch and update the best-dev test figure."""
@@ -62,17 +81,42 @@ class History:
         return len(self.dev)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"format_version": FORMAT_VERSION, **asdict(self)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "History":
-        return cls(**d)
+    def from_dict(cls, d: dict, source: str = "History.from_dict") -> "History":
+        """The History a ``to_dict`` (of this or another version) describes.
+
+        source: where ``d`` came from, for warnings and errors (a file name).
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"{source}: expected a dict of History fields, got {type(d).__name__}.")
+        d = dict(d)
+        version = d.pop("format_version", 1)
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            warnings.warn(
+                f"{source}: ignoring keys this avil does not know: {unknown} (the data has format_version "
+                f"{version}, this avil writes {FORMAT_VERSION}; a newer avil reads them).",
+                stacklevel=2,
+            )
+        missing = [name for name, f in known.items()
+                   if name not in d and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise ValueError(f"{source}: not a History: the required keys {missing} are missing.")
+        return cls(**{name: d[name] for name in known if name in d})
 
     def to_json(self, path) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
+        """Write the History to ``path`` atomically (the old file survives a failed write)."""
+        io.write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def from_json(cls, path) -> "History":
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+        with open(path, encoding="utf-8") as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} is not a History JSON file ({err}). "
+                                 "Fix: pass a file written by History.to_json.") from err
+        return cls.from_dict(data, source=str(path))

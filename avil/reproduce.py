@@ -174,10 +174,18 @@ def plot_weights(histories: Dict[str, List[History]], title: str = ""):
 
 
 def write_metrics(notebook: str, profile: str, payload: dict) -> Path:
-    """Write ``payload`` (plus profile and provenance) to the notebook's metrics file."""
+    """Write ``payload`` (plus profile and provenance) to the notebook's metrics file.
+
+    Atomic (``avil.io``): a failed write (full disk, kill, a payload that is
+    not JSON) leaves the previous metrics file intact. The directory is
+    checked writable first, with an error naming it and the fix.
+    """
+    from .io import check_writable, write_text
+
     path = metrics_path(notebook, profile)
+    check_writable(path.parent, "the results directory (AVIL_RESULTS_DIR)")
     data = {"notebook": notebook, "profile": profile, "provenance": provenance(), **payload}
-    path.write_text(json.dumps(data, indent=1))
+    write_text(path, json.dumps(data, indent=1))
     return path
 
 

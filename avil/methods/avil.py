@@ -8,7 +8,7 @@ for Multitask Learning", arXiv 2405.07769, Algorithm 1. Line by line:
                 δ_t ← θ_t − θ0                (row t of Δ, K × N)
     α ← α_init; minimise L_t*(D_dev, θ0 + Σ_t α_t δ_t) over α
                                               (avil.alpha_step.solve; the merge is
-                                               avil.ops.merge_, ∇_α L = Δ·∇_θL avil.ops.dots)
+                                               FlatParameters.merge_, ∇_α L = Δ·∇_θL avil.ops.dots)
     θ ← θ0 + Σ_t α_t δ_t;  w_t ← update(w_t, α_t)
 
 The paper sketches the α-tuning as a few gradient steps from α = 1; we
@@ -60,8 +60,7 @@ class AlphaVIL(Method):
         self.theta0.copy_(self.flat.data)
         losses = self.task_passes(epoch)
         alphas, diagnostics = self.tune_alphas(epoch)  # (K,)
-        self.flat.load_(self.theta0)
-        ops.merge_(self.flat.data, self.deltas, alphas)
+        self.flat.merge_(self.theta0, self.deltas, alphas)
         alpha = dict(zip(self.names, alphas.tolist()))
         rule = WEIGHT_RULES[self.config.weight_update]
         for name, a in alpha.items():
@@ -119,8 +118,7 @@ class AlphaVIL(Method):
 
         def objective(alphas: torch.Tensor):
             """L_dev(θ0 + Δᵀα) on the subset and ∇_α L = Δ·∇_θL (K,)."""
-            self.flat.load_(self.theta0)
-            ops.merge_(self.flat.data, self.deltas, alphas.to(self.device))  # θ_α
+            self.flat.merge_(self.theta0, self.deltas, alphas.to(self.device))  # θ_α
             self.flat.bind_grads(self.task_params[self.target])
             loss = torch.zeros((), device=self.device)
             for (x, y), idx in zip(dev_batches, chunks):

@@ -1,0 +1,152 @@
+"""Every file the package writes is written atomically: a full disk, a kill or
+a bad payload leaves the previous file intact and no temp file behind; and
+History files stay readable across versions."""
+import json
+import os
+
+import pytest
+import torch
+
+import avil
+from avil import checkpoint, io, reproduce
+from avil.history import FORMAT_VERSION
+from mounts import read_only_dir, small_disk  # noqa: F401 (fixtures)
+
+
+def history():
+    h = avil.History(method="avil", target="t", tasks=["t", "a"], seed=0, config={"lr": 1e-3})
+    h.record(task_weights={"t": 1.0, "a": 0.5}, alphas={"t": 1.1, "a": 0.4}, train_loss={"t": 0.3, "a": 0.9},
+             dev=0.5, test=0.25, seconds=1.0)
+    return h
+
+
+def test_atomic_open_replaces_the_file_only_when_the_block_succeeds(tmp_path):
+    path = tmp_path / "f.txt"
+    io.write_text(path, "old")
+    with pytest.raises(RuntimeError, match="mid-write"):
+        with io.atomic_open(path, "w") as f:
+            f.write("new, half")
+            raise RuntimeError("mid-write")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+    io.write_text(path, "new")
+    assert path.read_text() == "new"
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# -- History: format version, unknown keys, atomic writes --------------------------------------------
+
+def test_history_json_carries_its_format_version_and_round_trips(tmp_path):
+    h = history()
+    h.to_json(tmp_path / "h.json")
+    data = json.loads((tmp_path / "h.json").read_text())
+    assert data["format_version"] == FORMAT_VERSION == 2
+    assert avil.History.from_json(tmp_path / "h.json") == h
+
+
+def test_history_from_json_ignores_unknown_keys_with_a_warning(tmp_path):
+    data = {**history().to_dict(), "alpha_diagnostics": [{"iterations": 3}], "format_version": 3}
+    (tmp_path / "h.json").write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match=r"h.json: ignoring keys this avil does not know: \['alpha_diagnostics'\] "
+                                         r"\(the data has format_version 3"):
+        loaded = avil.History.from_json(tmp_path / "h.json")
+    assert loaded == history()
+
+
+def test_history_from_json_reads_files_written_before_the_version_existed(tmp_path):
+    old = history().to_dict()
+    del old["format_version"], old["resumes"]
+    (tmp_path / "h.json").write_text(json.dumps(old))
+    loaded = avil.History.from_json(tmp_path / "h.json")
+    assert loaded == history() and loaded.resumes == []
+
+
+def test_history_from_json_names_a_file_that_is_not_a_history(tmp_path):
+    (tmp_path / "a.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"a.json is not a History JSON file.*Fix"):
+        avil.History.from_json(tmp_path / "a.json")
+    (tmp_path / "b.json").write_text(json.dumps({"method": "avil", "dev": []}))
+    with pytest.raises(ValueError, match=r"b.json: not a History: the required keys \['target', 'tasks', 'seed'\] "
+                                         "are missing"):
+        avil.History.from_json(tmp_path / "b.json")
+
+
+def test_history_to_json_on_a_full_disk_keeps_the_previous_file(small_disk):
+    path = small_disk / "h.json"
+    history().to_json(path)
+    before = path.read_text()
+    big = history()
+    big.config["padding"] = "x" * 400_000  # larger than the 256 KiB disk
+    with pytest.raises(OSError, match="No space left on device"):
+        big.to_json(path)
+    assert path.read_text() == before
+    assert [p.name for p in small_disk.iterdir()] == ["h.json"]
+
+
+# -- checkpoints on a full disk ----------------------------------------------------------------------------
+
+def test_a_checkpoint_save_on_a_full_disk_keeps_the_previous_checkpoint(small_disk):
+    checkpoint.save(small_disk, {"x": torch.ones(1000)})
+    with pytest.raises(checkpoint.CheckpointError, match=rf"could not write the checkpoint {small_disk}/checkpoint.pt "
+                                                         r"\(OSError: .*No space left on device.*the previous "
+                                                         r"checkpoint there is intact. Fix: free disk space"):
+        checkpoint.save(small_disk, {"x": torch.zeros(100_000)})  # 400 KB
+    assert torch.equal(checkpoint.load(small_disk)["x"], torch.ones(1000))
+    assert [p.name for p in small_disk.iterdir()] == [checkpoint.FILENAME]
+
+
+def test_fit_on_a_full_disk_stops_and_keeps_the_last_checkpoint(small_disk):
+    """The first epoch's checkpoint fits the disk, the second's does not: the
+    run stops naming the file, and the first epoch's checkpoint resumes."""
+    from avil.tasks import toy
+
+    def run(epochs, resume):
+        config = avil.FitConfig(epochs=epochs, progress=False, checkpoint_dir=str(small_disk))
+        return avil.fit(toy.make_encoder(0), toy.make_tasks(0), toy.TARGET, "uniform", config, resume=resume)
+
+    run(1, resume=False)
+    stat = os.statvfs(small_disk)
+    fill = small_disk / "filler"
+    fill.write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 4096))  # one page left: not a checkpoint
+    with pytest.raises(checkpoint.CheckpointError, match="No space left on device.*the previous checkpoint there is "
+                                                         "intact"):
+        run(2, resume=True)
+    fill.unlink()
+    assert len(checkpoint.load(small_disk)["history"]["dev"]) == 1
+    assert run(2, resume=True).epochs == 2
+
+
+# -- write_metrics ---------------------------------------------------------------------------------------
+
+def test_write_metrics_on_a_full_disk_keeps_the_committed_metrics(small_disk, monkeypatch):
+    monkeypatch.setenv("AVIL_RESULTS_DIR", str(small_disk))
+    path = reproduce.write_metrics("nb", "default", {"results": {"a": 1}})
+    before = path.read_text()
+    with pytest.raises(OSError, match="No space left on device"):
+        reproduce.write_metrics("nb", "default", {"results": {"a": "x" * 400_000}})
+    assert path.read_text() == before
+    assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]
+
+
+def test_write_metrics_with_a_payload_that_is_not_json_keeps_the_previous_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("AVIL_RESULTS_DIR", str(tmp_path))
+    path = reproduce.write_metrics("nb", "default", {"results": {"a": 1}})
+    before = path.read_text()
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        reproduce.write_metrics("nb", "default", {"results": {"a": torch.ones(2)}})
+    assert path.read_text() == before
+    assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]
+
+
+def test_write_metrics_names_a_directory_it_cannot_write(read_only_dir, monkeypatch):
+    monkeypatch.setenv("AVIL_RESULTS_DIR", str(read_only_dir.parent))
+    monkeypatch.setattr(reproduce, "results_dir", lambda notebook: read_only_dir)
+    with pytest.raises(ValueError, match=rf"the results directory \(AVIL_RESULTS_DIR\) = '{read_only_dir}' is not a "
+                                         r"writable directory.*Fix"):
+        reproduce.write_metrics("nb", "default", {"results": {}})
