@@ -198,5 +198,5 @@ def test_task_order_does_not_change_avil_with_batchnorm(toy):
         return avil.fit(encoder, [tasks[i] for i in order], "target", "avil", config)
 
     forward, backward = run([0, 1, 2, 3]), run([3, 2, 1, 0])
-    assert forward.dev == pytest.approx(backward.dev, abs=2e-3)  # at most one dev example apart
+    assert forward.dev == pytest.approx(backward.dev, abs=2.5e-3)  # at most one of 500 dev examples apart
     assert forward.test_per_epoch == pytest.approx(backward.test_per_epoch, abs=1e-3)
