@@ -23,7 +23,7 @@ With Adam as the task optimizer a constant loss scale barely changes δ_t
 import torch
 
 from .. import ops
-from ..data import epoch_generator, to_device
+from ..data import Stream, epoch_generator, to_device
 from .base import Method
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -63,7 +63,7 @@ class AlphaVIL(Method):
         sums, counts = {}, {}
         for k, name in enumerate(self.names):
             self.flat.load_(self.theta0)
-            order = self.order(name, epoch, stream=k, fraction=self.config.rho)
+            order = self.order(name, epoch, fraction=self.config.rho)
             scale = self.loss_scale(name)
             total = torch.zeros((), device=self.device)
             bar = self.progress(total=self.num_batches(len(order)), desc=name)
@@ -89,7 +89,7 @@ class AlphaVIL(Method):
         opt_cls = torch.optim.Adam if cfg.alpha_optimizer == "adam" else torch.optim.SGD
         optimizer = opt_cls([alphas], lr=cfg.alpha_lr)
         dev = self.tasks[self.target].dev
-        dev_order = torch.randperm(len(dev), generator=epoch_generator(cfg.seed, epoch, len(self.names) + 1))
+        dev_order = torch.randperm(len(dev), generator=epoch_generator(cfg.seed, epoch, Stream.ALPHA_DEV))
         per_step = cfg.alpha_dev_batches * cfg.batch_size
         self.model.eval()
         for step in range(cfg.alpha_steps):

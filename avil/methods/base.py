@@ -8,7 +8,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import FitConfig
-from ..data import batches, epoch_generator, num_batches, to_device
+from ..data import Stream, batches, epoch_generator, num_batches, to_device
 from ..flat import FlatParameters
 from ..models import MultiTaskModel
 from ..tasks import Task
@@ -67,28 +67,33 @@ class Method:
             return torch.optim.SGD(params, lr=self.config.lr, momentum=0.9)
         return torch.optim.Adam(params, lr=self.config.lr)
 
-    def order(self, task: str, epoch: int, stream: int, fraction: float = 1.0) -> torch.Tensor:
-        """A seeded shuffle of the task's training indices (the first ``fraction`` of it)."""
+    def order(self, task: str, epoch: int, fraction: float = 1.0, cycle: int = 0) -> torch.Tensor:
+        """A seeded shuffle of the task's training indices (the first ``fraction`` of it).
+
+        Stream.TASK keyed by the task's name: the same whatever the task list's
+        order. ``cycle`` n is the epoch's n-th fresh shuffle (a small set cycled)."""
         n = len(self.tasks[task].train)
-        perm = torch.randperm(n, generator=epoch_generator(self.config.seed, epoch, stream))
+        gen = epoch_generator(self.config.seed, epoch, Stream.TASK, task=task, cycle=cycle)
+        perm = torch.randperm(n, generator=gen)
         return perm[: max(1, round(fraction * n))]
 
-    def interleaved_schedule(self, epoch: int) -> List[int]:
-        """Standard multitask learning's order of one epoch: task index k once
-        per training batch of its own, in a seeded random order."""
+    def interleaved_schedule(self, epoch: int) -> List[str]:
+        """Standard multitask learning's order of one epoch: each task's name once
+        per training batch of its own, in a seeded random order (Stream.SCHEDULE).
+        Built over the sorted names, so it does not depend on the task list's order."""
+        names = sorted(self.names)
         schedule = torch.cat([
-            torch.full((self.num_batches(len(self.tasks[name].train)),), k)
-            for k, name in enumerate(self.names)
+            torch.full((self.num_batches(len(self.tasks[name].train)),), i) for i, name in enumerate(names)
         ])
-        gen = epoch_generator(self.config.seed, epoch, stream=len(self.names))
-        return schedule[torch.randperm(len(schedule), generator=gen)].tolist()
+        gen = epoch_generator(self.config.seed, epoch, Stream.SCHEDULE)
+        return [names[i] for i in schedule[torch.randperm(len(schedule), generator=gen)].tolist()]
 
-    def cycled_batches(self, task: str, epoch: int, first_stream: int = 0):
+    def cycled_batches(self, task: str, epoch: int):
         """The task's training batches without end, cycling through fresh seeded
-        shuffles (streams first_stream, first_stream + 1, ...): for a small
+        shuffles (cycles 0, 1, ...; cycle 0 is the task's ``order``): for a small
         target set that must fill as many steps as a larger schedule."""
-        for stream in itertools.count(first_stream):
-            yield from self.batches(task, self.order(task, epoch, stream=stream))
+        for cycle in itertools.count():
+            yield from self.batches(task, self.order(task, epoch, cycle=cycle))
 
     def batches(self, task: str, indices: torch.Tensor, split: str = "train"):
         t = self.tasks[task]

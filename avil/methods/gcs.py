@@ -77,19 +77,15 @@ class GCS(Method):
 
     def train_epoch(self, epoch: int) -> dict:
         optimizer = self.optimizers["model"]
-        # Streams 0..K-1 are the tasks' shuffles and K the schedule's; the target's cycles use K+1, K+2, ...
-        targets = self.cycled_batches(self.target, epoch, first_stream=len(self.names) + 1)
-        streams = {
-            name: iter(self.batches(name, self.order(name, epoch, stream=k)))
-            for k, name in enumerate(self.names) if name != self.target
-        }
+        targets = self.cycled_batches(self.target, epoch)
+        streams = {name: iter(self.batches(name, self.order(name, epoch)))
+                   for name in self.names if name != self.target}
         schedule = self.interleaved_schedule(epoch)
         sums = {name: torch.zeros((), device=self.device) for name in self.names}
         counts = dict.fromkeys(self.names, 0)
         gates = {name: torch.zeros((), device=self.device) for name in self.names if name != self.target}
         self.model.train()
-        for k in self.progress(schedule, desc="all tasks"):
-            name = self.names[k]
+        for name in self.progress(schedule, desc="all tasks"):
             if name == self.target:
                 sums[name] += self.step(optimizer, name, next(targets))
                 counts[name] += 1

@@ -16,15 +16,11 @@ class Uniform(Method):
 
     def train_epoch(self, epoch: int) -> dict:
         optimizer = self.optimizers["model"]
-        streams = {
-            name: iter(self.batches(name, self.order(name, epoch, stream=k)))
-            for k, name in enumerate(self.names)
-        }
+        streams = {name: iter(self.batches(name, self.order(name, epoch))) for name in self.names}
         schedule = self.interleaved_schedule(epoch)
         sums = {name: torch.zeros((), device=self.device) for name in self.names}
         counts = dict.fromkeys(self.names, 0)
-        for k in self.progress(schedule, desc="all tasks"):
-            name = self.names[k]
+        for name in self.progress(schedule, desc="all tasks"):
             sums[name] += self.step(optimizer, name, next(streams[name]), scale=self.task_weights[name])
             counts[name] += 1
         losses = self.mean_losses(sums, counts, epoch)
