@@ -1,8 +1,14 @@
 """What every method shares: optimizers, seeded batch orders, one training step,
-finite-loss checks and progress bars. A method subclasses ``Method`` and owns
-its ``train_epoch``; nothing outside a method's file branches on its name."""
+finite-loss checks, progress bars, and the interleaved epoch that
+``single_task``, ``uniform``, ``gcs`` and ``diw`` run (docs/design.md,
+"The algorithm and its files"). A method subclasses ``Method`` and overrides
+the hooks of that epoch (``train_slot``, ``start_epoch``, ``finish_epoch``) or,
+as αVIL does, ``train_epoch`` itself; nothing outside a method's file branches
+on its name."""
+import dataclasses
 import itertools
-from typing import Dict, Iterable, List
+from collections.abc import Mapping
+from typing import Dict, Iterable, Iterator, List, Tuple
 
 import torch
 from tqdm import tqdm
@@ -13,16 +19,46 @@ from ..flat import FlatParameters
 from ..models import MultiTaskModel
 from ..tasks import Task
 
+# One item of a task's batch stream: (indices into its training set (B,), the collated batch).
+Slot = Tuple[torch.Tensor, object]
+
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a loss became NaN); the last checkpoint is kept."""
 
 
+@dataclasses.dataclass
+class EpochResult(Mapping):
+    """What one epoch of a method reports to ``avil.fit`` (and History.record).
+
+    A read-only Mapping of its three fields, so ``history.record(**result, ...)``
+    takes it as it takes a dict.
+    """
+
+    task_weights: Dict[str, float]  # {task: weight} after the epoch
+    train_loss: Dict[str, float]  # {task: mean unweighted training loss}, tasks trained this epoch
+    alphas: Dict[str, float] = dataclasses.field(default_factory=dict)  # {task: α}; αVIL only
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def __getitem__(self, key: str):
+        return self.as_dict()[key]
+
+    def __iter__(self):
+        return iter(f.name for f in dataclasses.fields(self))
+
+    def __len__(self) -> int:
+        return len(dataclasses.fields(self))
+
+
 class Method:
     """Base class of the training methods (``avil.METHODS``).
 
-    ``train_epoch(epoch)`` trains one epoch and returns
-    ``{"task_weights": {task: w}, "alphas": {task: α} or {}, "train_loss": {task: mean loss}}``.
+    ``train_epoch(epoch)`` trains one epoch and returns an ``EpochResult``.
+    The default is standard multitask learning's epoch: every task's batches
+    interleaved in a seeded order (``interleaved_schedule``), one *slot* per
+    training batch of each task, each slot trained by ``train_slot``.
     ``state_dict()`` / ``load_state_dict()`` carry everything a resumed run
     needs besides the parameters (optimizer states, task weights, ...).
     """
@@ -44,9 +80,36 @@ class Method:
         self.task_params = {name: shared + list(model.heads[name].parameters()) for name in self.names}
         self.optimizers: Dict[str, torch.optim.Optimizer] = {}
 
-    # -- to implement -----------------------------------------------------
-    def train_epoch(self, epoch: int) -> dict:
-        raise NotImplementedError
+    # -- the interleaved epoch and its hooks --------------------------------
+    def train_epoch(self, epoch: int) -> EpochResult:
+        """One epoch: ``start_epoch``, then ``train_slot`` for every slot of the
+        seeded interleaved schedule, then ``finish_epoch``."""
+        self.start_epoch(epoch)
+        streams = {name: self.task_stream(name, epoch) for name in self.names}
+        sums = {name: torch.zeros((), device=self.device) for name in self.names}
+        counts = dict.fromkeys(self.names, 0)
+        self.model.train()
+        for slot in self.progress(self.interleaved_schedule(epoch), desc="all tasks"):
+            for name, loss in self.train_slot(slot, streams).items():
+                sums[name] += loss
+                counts[name] += 1
+        losses = self.mean_losses(sums, counts, epoch)
+        self.finish_epoch()
+        return EpochResult(task_weights=dict(self.task_weights), train_loss=losses)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Before an epoch's first slot (e.g. DIW re-estimates its example weights)."""
+
+    def train_slot(self, task: str, streams: Dict[str, Iterator[Slot]]) -> Dict[str, torch.Tensor]:
+        """Train on one slot of ``task`` in the schedule, drawing batches from
+        ``streams`` ({task: endless (indices, batch) stream}); return the
+        unweighted loss of every task trained, detached. Standard multitask
+        learning: one step of the shared optimizer on ``task``'s next batch."""
+        _, batch = next(streams[task])
+        return {task: self.step(self.optimizers["model"], task, batch, scale=self.task_weights[task])}
+
+    def finish_epoch(self) -> None:
+        """After an epoch's last slot (e.g. record the epoch's gates as task weights)."""
 
     # -- state ------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -88,12 +151,14 @@ class Method:
         gen = epoch_generator(self.config.seed, epoch, Stream.SCHEDULE)
         return [names[i] for i in schedule[torch.randperm(len(schedule), generator=gen)].tolist()]
 
-    def cycled_batches(self, task: str, epoch: int):
-        """The task's training batches without end, cycling through fresh seeded
-        shuffles (cycles 0, 1, ...; cycle 0 is the task's ``order``): for a small
-        target set that must fill as many steps as a larger schedule."""
+    def task_stream(self, task: str, epoch: int) -> Iterator[Slot]:
+        """The task's training batches without end, as (indices (B,), batch),
+        cycling through fresh seeded shuffles (cycles 0, 1, ...; cycle 0 is the
+        task's ``order``): a small target set can fill as many steps as a
+        larger schedule."""
         for cycle in itertools.count():
-            yield from self.batches(task, self.order(task, epoch, cycle=cycle))
+            order = self.order(task, epoch, cycle=cycle)
+            yield from zip(order.split(self.config.batch_size), self.batches(task, order))
 
     def batches(self, task: str, indices: torch.Tensor, split: str = "train"):
         t = self.tasks[task]
@@ -123,10 +188,13 @@ class Method:
         return w if floor is None else max(w, floor)
 
     def mean_losses(self, sums: Dict[str, torch.Tensor], counts: Dict[str, int], epoch: int) -> Dict[str, float]:
-        """Per-task mean training losses; raises TrainingError on a NaN or inf."""
+        """Per-task mean training losses of the tasks trained (count > 0);
+        raises TrainingError on a NaN or inf."""
         means = {}
         for task, total in sums.items():
-            value = (total / max(counts[task], 1)).item()
+            if counts[task] == 0:  # not trained this epoch (single_task's auxiliaries)
+                continue
+            value = (total / counts[task]).item()
             if value != value or value in (float("inf"), float("-inf")):
                 raise TrainingError(
                     f"Task '{task}': the training loss became {value} in epoch {epoch + 1} "

@@ -61,12 +61,12 @@ How this differs from the original DIW (as we read the paper):
   inputs look like the target's but whose labels are useless, as the toy
   suite's ``noise``, is not down-weighted).
 """
-from typing import Dict
+from typing import Dict, Iterator
 
 import torch
 
 from ..data import Stream, batches, epoch_generator, to_device
-from .base import Method
+from .base import Method, Slot
 
 
 def median_bandwidth(points: torch.Tensor) -> float:
@@ -175,29 +175,19 @@ class DIW(Method):
         return dict(zip(self.aux, weights.split(sizes)))
 
     # -- training ------------------------------------------------------------
-    def train_epoch(self, epoch: int) -> dict:
-        optimizer = self.optimizers["model"]
+    def start_epoch(self, epoch: int) -> None:
         if self.aux:
             self.example_weights = self.estimate_weights(epoch)
-        orders = {name: self.order(name, epoch) for name in self.names}
-        streams = {
-            name: zip(self.batches(name, order), order.split(self.config.batch_size))
-            for name, order in orders.items()
-        }
-        schedule = self.interleaved_schedule(epoch)
-        sums = {name: torch.zeros((), device=self.device) for name in self.names}
-        counts = dict.fromkeys(self.names, 0)
-        for name in self.progress(schedule, desc="all tasks"):
-            batch, idx = next(streams[name])
-            if name == self.target:
-                sums[name] += self.step(optimizer, name, batch)
-            else:
-                sums[name] += self.weighted_step(optimizer, name, batch, self.example_weights[name][idx])
-            counts[name] += 1
-        for name in self.aux:
-            self.task_weights[name] = self.example_weights[name].mean().item()
-        losses = self.mean_losses(sums, counts, epoch)
-        return {"task_weights": dict(self.task_weights), "alphas": {}, "train_loss": losses}
+            for name in self.aux:
+                self.task_weights[name] = self.example_weights[name].mean().item()
+
+    def train_slot(self, task: str, streams: Dict[str, Iterator[Slot]]) -> Dict[str, torch.Tensor]:
+        """A target batch at weight 1; an auxiliary batch weighted per example."""
+        idx, batch = next(streams[task])
+        optimizer = self.optimizers["model"]
+        if task == self.target:
+            return {task: self.step(optimizer, task, batch)}
+        return {task: self.weighted_step(optimizer, task, batch, self.example_weights[task][idx])}
 
     def weighted_step(self, optimizer, task: str, batch, weights: torch.Tensor) -> torch.Tensor:
         """One optimizer step on mean_i w_i ℓ_i; returns the unweighted mean loss (detached)."""
