@@ -18,12 +18,9 @@
 #include <algorithm>
 #include <cstdint>
 
-namespace avil {
+#include "../checks.h"
 
-// Input checks, defined once in merge.cpp for both backends.
-void check_merge(const at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas,
-                 const char* op);
-void check_dots(const at::Tensor& deltas, const at::Tensor& g);
+namespace avil {
 
 namespace {
 
