@@ -1,6 +1,8 @@
-"""What the notebooks share: profiles, the method-by-seed comparison loop,
-summary tables, weight plots, provenance and results files; and the
-``make reproduce`` entry point, which executes every notebook with papermill.
+"""What the notebooks share: profiles, the method-by-seed comparison loop
+(serial or in parallel processes), summary tables, weight plots, provenance
+and results files, and each notebook's closing cell (``finish``); and the
+``make reproduce`` entry point, which executes every notebook with papermill
+(docs/design.md, "Notebooks and profiles").
 
     python -m avil.reproduce --profile default            # into results/<notebook>/
     python -m avil.reproduce --profile default --inplace  # refresh the committed notebooks
@@ -8,14 +10,18 @@ summary tables, weight plots, provenance and results files; and the
 import argparse
 import datetime
 import json
+import multiprocessing
+import multiprocessing.connection
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+import traceback
+import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from . import ops
@@ -23,23 +29,64 @@ from .config import FitConfig
 from .history import History
 from .trainer import fit
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ROOT / "notebooks"
 PROFILES = ("smoke", "default", "paper")
 
 
+def _is_repository(folder: Path) -> bool:
+    """The avil repository's root: the package and the notebooks side by side."""
+    return (folder / "avil" / "__init__.py").is_file() and (folder / "notebooks").is_dir()
+
+
+def find_root(start: Optional[Path] = None) -> Optional[Path]:
+    """The avil repository that holds ``start`` (default: the current working
+    directory), found by walking up to the folder with ``avil/__init__.py`` and
+    ``notebooks/``; else the repository this package was imported from (an
+    editable install); else None (a regular install, run outside a checkout)."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if _is_repository(folder):
+            return folder
+    package_parent = Path(__file__).resolve().parents[1]
+    return package_parent if _is_repository(package_parent) else None
+
+
+# The repository at import time (None outside one): its notebooks are what `make reproduce` runs.
+ROOT = find_root()
+NOTEBOOKS = ROOT / "notebooks" if ROOT else None
+
+
 def active_profile(profile: str) -> str:
-    """The notebook's PROFILE, unless ``AVIL_PROFILE`` is set in the environment
-    (so nbval and CI run the same files in "smoke" mode)."""
-    profile = os.environ.get("AVIL_PROFILE", profile)
-    if profile not in PROFILES:
-        raise ValueError(f"profile {profile!r}: must be one of {PROFILES} (notebook PROFILE or AVIL_PROFILE).")
-    return profile
+    """The profile a notebook runs, from its ``PROFILE`` and ``AVIL_PROFILE``.
+
+    The rule (also in the notebooks' parameters cells and the README):
+    - ``PROFILE`` as committed, ``"default"``: ``AVIL_PROFILE`` from the
+      environment, if set, selects the profile. That is how nbval, ``make
+      test`` and ``make reproduce`` run the committed files unchanged.
+    - any other ``PROFILE`` (injected with ``papermill -p PROFILE ...`` or
+      edited) was chosen for this run and wins; an ``AVIL_PROFILE`` that
+      disagrees is overridden with a warning naming both, never silently.
+    So ``-p PROFILE default`` cannot override ``AVIL_PROFILE``: unset it instead.
+    """
+    env = os.environ.get("AVIL_PROFILE") or None
+    chosen = profile if profile != "default" or env is None else env
+    if env is not None and profile != "default" and env != profile:
+        warnings.warn(f"PROFILE={profile!r} (injected or edited) overrides AVIL_PROFILE={env!r} from the "
+                      "environment; unset AVIL_PROFILE to silence this.", stacklevel=2)
+    if chosen not in PROFILES:
+        source = "AVIL_PROFILE" if chosen is env else "the notebook's PROFILE"
+        raise ValueError(f"profile {chosen!r} ({source}): must be one of {PROFILES}.")
+    return chosen
 
 
 def results_dir(notebook: str) -> Path:
-    """``results/<notebook>/`` of the repository, or under ``AVIL_RESULTS_DIR``."""
-    base = Path(os.environ.get("AVIL_RESULTS_DIR", ROOT / "results"))
+    """``<AVIL_RESULTS_DIR>/<notebook>/`` if that variable is set; else
+    ``results/<notebook>/`` of the repository that holds the current working
+    directory (``find_root``); else ``./results/<notebook>/``."""
+    if os.environ.get("AVIL_RESULTS_DIR"):
+        base = Path(os.environ["AVIL_RESULTS_DIR"])
+    else:
+        root = find_root()
+        base = (root if root else Path.cwd()) / "results"
     path = base / notebook
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -56,8 +103,8 @@ def provenance() -> Dict[str, str]:
     """Commit, device, versions and date: what a reader needs to trust a number."""
     def git(*args):
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+            return subprocess.run(["git", *args], cwd=find_root() or Path.cwd(), capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
@@ -79,26 +126,132 @@ def provenance() -> Dict[str, str]:
     }
 
 
+class CompareError(RuntimeError):
+    """Some runs of ``compare`` failed. ``failures`` maps (method, seed) to the
+    run's traceback; ``histories`` holds every run that finished, as
+    ``compare`` would have returned them."""
+
+    def __init__(self, failures: Dict[Tuple[str, int], str], histories: Dict[str, List[History]]):
+        self.failures, self.histories = failures, histories
+        lines = [f"  {method} seed {seed}: {tb.strip().splitlines()[-1]}" for (method, seed), tb in failures.items()]
+        super().__init__(f"{len(failures)} run(s) failed (the rest finished; their results are in "
+                         f"this error's .histories):\n" + "\n".join(lines))
+
+
+# What forked workers run: (make_run, target, config), set by compare before the
+# pool starts, so make_run may be any callable (a closure or lambda in a notebook).
+_JOB: Optional[tuple] = None
+
+
+def _fit_one(job: tuple, index: int, method: str, seed: int):
+    """One (method, seed) run: (index, History or None, traceback or None, seconds)."""
+    make_run, target, config = job
+    start = time.perf_counter()
+    try:
+        encoder, tasks = make_run(seed)
+        history = fit(encoder, tasks, target, method, FitConfig(**{**config.to_dict(), "seed": seed}))
+        return index, history, None, time.perf_counter() - start
+    except Exception:  # reported per run by compare; the other runs go on
+        return index, None, traceback.format_exc(), time.perf_counter() - start
+
+
+def _worker(conn, index: int, method: str, seed: int) -> None:
+    """A forked process's whole life: one run, one torch thread, the outcome sent back."""
+    torch.set_num_threads(1)
+    conn.send(_fit_one(_JOB, index, method, seed))
+    conn.close()
+
+
+def _parallel(runs, workers: int):
+    """Yield each run's outcome as it finishes: a fresh forked process per run,
+    at most ``workers`` at a time, so a process that dies (killed, out of
+    memory) fails its own run only."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise RuntimeError("compare(workers > 1) needs the 'fork' start method (Linux): the workers inherit "
+                           "make_run, which may be a closure. Fix: workers=1 on this platform.")
+    context = multiprocessing.get_context("fork")
+    pending = list(enumerate(runs))
+    active = {}  # run index -> (process, receiving end of its pipe)
+    try:
+        while pending or active:
+            while pending and len(active) < workers:
+                index, (method, seed) = pending.pop(0)
+                receive, send = context.Pipe(duplex=False)
+                process = context.Process(target=_worker, args=(send, index, method, seed))
+                process.start()
+                send.close()  # the child holds the only sending end: its exit means EOF here
+                active[index] = (process, receive)
+            ready = multiprocessing.connection.wait([receive for _, receive in active.values()])
+            for index, (process, receive) in list(active.items()):
+                if receive not in ready:
+                    continue
+                try:
+                    outcome = receive.recv()
+                except EOFError:
+                    process.join()
+                    outcome = (index, None, f"RuntimeError: the worker process died (exit code "
+                                            f"{process.exitcode}; negative: killed by that signal, e.g. "
+                                            "out of memory)", 0.0)
+                process.join()
+                receive.close()
+                del active[index]
+                yield outcome
+    finally:  # interrupted (or a failure above): no run keeps computing unseen
+        for process, _ in active.values():
+            process.terminate()
+            process.join()
+
+
 def compare(make_run: Callable[[int], tuple], target: str, methods: Sequence[str], seeds: Sequence[int],
-            config: FitConfig, progress: bool = True) -> Dict[str, List[History]]:
+            config: FitConfig, progress: bool = True, workers: int = 1) -> Dict[str, List[History]]:
     """Fit every method under every seed: ``{method: [History per seed]}``.
 
     ``make_run(seed) -> (encoder, tasks)`` builds a fresh encoder and tasks, so
     each run starts from the same initialisation for a given seed.
+
+    workers: how many (method, seed) runs go at once, each in its own forked
+        process with one torch thread (Linux; make_run need not be picklable,
+        the workers inherit it). The Histories equal a ``workers=1`` run with
+        one torch thread. CPU only: CUDA cannot be used in a forked process.
+        Workers show no progress bars (``config.progress`` is ignored there).
+    progress: one line per finished run (method, seed, test metric, seconds).
+    A run that raises is reported at once (method, seed and the error); the
+    others go on, and a ``CompareError`` at the end carries every traceback
+    and the finished runs' Histories.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r}: must be a positive integer (1 runs in this process).")
+    if workers > 1 and torch.device(config.device).type != "cpu":
+        raise ValueError(f"compare(workers={workers}) runs forked CPU processes, but config.device is "
+                         f"{config.device!r}. Fix: workers=1 on a GPU.")
+    global _JOB
     runs = [(m, s) for m in methods for s in seeds]
-    out: Dict[str, List[History]] = {m: [] for m in methods}
-    for i, (method, seed) in enumerate(runs, 1):
-        start = time.perf_counter()
-        encoder, tasks = make_run(seed)
-        cfg = FitConfig(**{**config.to_dict(), "seed": seed})
-        history = fit(encoder, tasks, target, method, cfg)
-        out[method].append(history)
-        if progress:
-            # One line per run: readable in a notebook's saved output and in logs.
-            print(f"[{i:>{len(str(len(runs)))}}/{len(runs)}] {method:<12} seed {seed}: "
-                  f"test {history.test:.4f} (best dev epoch {history.best_epoch}), "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)
+    if workers == 1:
+        outcomes = (_fit_one((make_run, target, config), i, m, s) for i, (m, s) in enumerate(runs))
+    else:
+        _JOB = (make_run, target, FitConfig(**{**config.to_dict(), "progress": False}))
+        outcomes = _parallel(runs, min(workers, len(runs)))
+    finished: Dict[int, History] = {}
+    failures: Dict[Tuple[str, int], str] = {}
+    width = len(str(len(runs)))
+    try:
+        for done, (index, history, error, seconds) in enumerate(outcomes, 1):
+            method, seed = runs[index]
+            head = f"[{done:>{width}}/{len(runs)}] {method:<12} seed {seed}:"
+            if error is not None:
+                failures[(method, seed)] = error
+                print(f"{head} FAILED after {seconds:.0f} s: {error.strip().splitlines()[-1]}", flush=True)
+                continue
+            finished[index] = history
+            if progress:
+                # One line per run: readable in a notebook's saved output and in logs.
+                print(f"{head} test {history.test:.4f} (best dev epoch {history.best_epoch}), {seconds:.0f} s",
+                      flush=True)
+    finally:
+        _JOB = None
+    out = {m: [finished[i] for i, (mm, _) in enumerate(runs) if mm == m and i in finished] for m in methods}
+    if failures:
+        raise CompareError(failures, out)
     return out
 
 
@@ -192,10 +345,43 @@ class Stopwatch:
         return time.perf_counter() - self.start
 
 
+def jsonable(value):
+    """``value`` with every History (or other object with ``to_dict``, such as
+    FitConfig) replaced by its dict, through dicts, lists and tuples."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def finish(notebook: str, profile: str, payload: dict, clock: Stopwatch):
+    """A notebook's closing cell: write ``payload`` (Histories and configs may
+    be left as objects) and the wall time to its metrics file (``write_metrics``),
+    and return the provenance table the cell shows: commit, device, versions,
+    wall time and where the metrics went."""
+    import pandas as pd
+
+    seconds = clock.seconds
+    path = write_metrics(notebook, profile, {**jsonable(payload), "wall_seconds": seconds})
+    info = dict(json.loads(path.read_text())["provenance"])  # exactly what was written
+    info["wall time"] = f"{seconds:.0f} s"
+    root = find_root()
+    info["metrics"] = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
+    return pd.Series(info, name="provenance").to_frame()
+
+
 # -- make reproduce ---------------------------------------------------------
 
 def notebooks() -> List[Path]:
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    """The repository's notebooks, in order (``NN_name.ipynb``)."""
+    root = find_root()
+    if root is None:
+        raise FileNotFoundError(f"no avil repository (a folder with avil/ and notebooks/) holds {Path.cwd()}. "
+                                "Fix: run from a checkout of the repository.")
+    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def run_notebook(path: Path, profile: str, output: Path, parameters: Optional[dict] = None) -> None:
