@@ -146,3 +146,74 @@ def test_a_worker_that_dies_fails_its_own_run_only(one_thread):
         reproduce.compare(make_run, toy.TARGET, ["uniform"], [0, 1, 2], avil.FitConfig(epochs=1, progress=False),
                           workers=2)
     assert [h.seed for h in err.value.histories["uniform"]] == [0, 2]
+
+
+# -- paired differences and auxiliary effects ---------------------------------
+
+def test_paired_difference_against_a_hand_computation():
+    d = reproduce.paired_difference([0.9, 0.8, 0.75], [0.8, 0.65, 0.55])  # differences 0.1, 0.15, 0.2
+    # mean 0.15, sd 0.05, t_{0.975, 2} = 4.302653 (tables): half-width 4.302653 · 0.05 / √3
+    assert d.mean == pytest.approx(0.15) and d.half_width == pytest.approx(0.1242069, abs=1e-6)
+    assert (d.wins, d.seeds, d.verdict) == (3, 3, "higher")
+    assert d.format() == "+15.00 ± 12.42 (3/3)"
+    wider = reproduce.paired_difference([0.9, 0.8, 0.75], [0.8, 0.6, 0.45])  # 0.2 ± 0.248: includes 0
+    assert wider.verdict == "inside CI" and wider.wins == 3
+    wide = reproduce.paired_difference([0.5, 0.9], [0.6, 0.6])  # one loss, one win
+    assert wide.verdict == "inside CI" and wide.wins == 1
+
+
+def test_paired_difference_with_one_seed_has_no_interval():
+    d = reproduce.paired_difference([0.7], [0.6])
+    assert d.half_width == float("inf") and d.verdict == "inside CI"
+    assert d.to_dict()["half_width"] is None and json.dumps(d.to_dict())  # valid JSON
+    assert d.format() == "+10.00 ± ∞ (1/1)"
+
+
+@pytest.mark.parametrize("a, b, confidence", [([1, 2], [1], 0.95), ([], [], 0.95), ([1], [1], 1.0)])
+def test_paired_difference_rejects_bad_input(a, b, confidence):
+    with pytest.raises(ValueError):
+        reproduce.paired_difference(a, b, confidence)
+
+
+def effects_run(seed):
+    return toy.make_encoder(seed), toy.make_tasks(seed, n_aux=1000, n_dev=200, n_test=500)
+
+
+def test_auxiliary_effects_measure_the_harmful_auxiliaries(one_thread):
+    config = avil.FitConfig(epochs=8, progress=False)
+    effects = reproduce.auxiliary_effects(effects_run, toy.TARGET, ["same_rule", "noise", "harmful"], [0, 1, 2],
+                                          config, progress=False)
+    assert list(effects) == ["same_rule", "noise", "harmful"]
+    harmful = effects["harmful"]
+    assert harmful.difference.verdict == "lower" and harmful.difference.mean < -0.2, harmful.difference
+    assert [h.seed for h in harmful.joint] == [h.seed for h in harmful.alone] == [0, 1, 2]
+    assert harmful.joint[0].tasks == [toy.TARGET, "harmful"] and harmful.joint[0].method == "uniform"
+    # Equal sizes: one single_task run per seed serves every auxiliary, and its
+    # target numbers are those single_task on [target, harmful] itself gives.
+    shared = harmful.alone[1]
+    assert shared is effects["same_rule"].alone[1]
+    encoder, tasks = effects_run(1)
+    own = avil.fit(encoder, [t for t in tasks if t.name in (toy.TARGET, "harmful")], toy.TARGET, "single_task",
+                   avil.FitConfig(epochs=8, seed=1, progress=False))
+    assert (own.dev, own.test_per_epoch, own.train_loss) == (shared.dev, shared.test_per_epoch, shared.train_loss)
+    table = reproduce.effects_table(effects)
+    assert table.loc["harmful", "verdict"] == "harmful"
+    assert json.dumps(reproduce.jsonable(effects))
+
+
+def test_auxiliary_effects_baseline_per_step_count(one_thread):
+    """An auxiliary with fewer batches gets its own single_task baseline."""
+    def make_run(seed):
+        encoder, tasks = effects_run(seed)
+        tasks[2].train = torch.utils.data.Subset(tasks[2].train, range(100))  # noise: 4 batches, not 32
+        return encoder, tasks
+
+    effects = reproduce.auxiliary_effects(make_run, toy.TARGET, ["same_rule", "noise"], [0],
+                                          avil.FitConfig(epochs=1, progress=False), progress=False)
+    assert effects["noise"].alone[0] != effects["same_rule"].alone[0]
+    assert effects["noise"].alone[0].tasks == [toy.TARGET, "noise"]
+
+
+def test_auxiliary_effects_names_an_unknown_auxiliary():
+    with pytest.raises(ValueError, match=r"tasks \['nope'\] are not in the suite"):
+        reproduce.auxiliary_effects(effects_run, toy.TARGET, ["nope"], [0], avil.FitConfig(epochs=1))
