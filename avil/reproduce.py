@@ -513,6 +513,82 @@ def plot_weights(histories: Dict[str, List[History]], title: str = ""):
     return fig
 
 
+def suite_table(tasks):
+    """A pandas table of a suite: per task, its head's outputs (where the head
+    has ``out_features``) and its train / dev / test sizes."""
+    import pandas as pd
+
+    return pd.DataFrame([{"task": t.name, "outputs": getattr(t.head, "out_features", None), "train": len(t.train),
+                          "dev": len(t.dev), "test": len(t.test)} for t in tasks]).set_index("task")
+
+
+def plot_dev(histories: Dict[str, List[History]], title: str = "", scale: float = 100.0, unit: str = "%"):
+    """The target's dev metric per epoch, mean over seeds, one line per label. Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for label, runs in histories.items():
+        dev = torch.tensor([h.dev for h in runs])  # (seeds, epochs)
+        ax.plot(range(1, dev.shape[1] + 1), scale * dev.mean(0), marker=".", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(unit)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(title or "dev metric (mean over seeds)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def final_weights_table(histories: Dict[str, List[History]], scale: float = 100.0, unit: str = "%"):
+    """One row per (label, seed): every task's final weight and the test metric."""
+    import pandas as pd
+
+    rows = [{"rule": label, "seed": h.seed, **{k: round(w, 2) for k, w in h.task_weights[-1].items()},
+             f"test {unit}": round(scale * h.test, 2)} for label, runs in histories.items() for h in runs]
+    return pd.DataFrame(rows).set_index(["rule", "seed"])
+
+
+def ranked_below(histories: Dict[str, List[History]], task: str, others: Sequence[str]) -> Dict[str, List[bool]]:
+    """Per label, per seed: does ``task`` end with a lower weight than every
+    task in ``others``? (E.g. a harmful control below the helpful auxiliaries.)"""
+    return {label: [all(h.task_weights[-1][task] < h.task_weights[-1][o] for o in others) for h in runs]
+            for label, runs in histories.items()}
+
+
+def plot_final_weights(histories: Dict[str, List[History]], colors: Optional[Dict[str, str]] = None,
+                       title: str = ""):
+    """Per label, two panels: the final task weights (bars: mean ± std over
+    seeds, dots: seeds) and the weights per epoch (mean over seeds). ``colors``
+    maps task names to matplotlib colours (grey otherwise). Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    colors = colors or {}
+    fig, axes = plt.subplots(2, len(histories), figsize=(5 * len(histories), 6.6), squeeze=False)
+    for (ax_bar, ax_line), (label, runs) in zip(axes.T, histories.items()):
+        names = runs[0].tasks
+        palette = [colors.get(n, "tab:grey") for n in names]
+        final = torch.tensor([[h.task_weights[-1][n] for n in names] for h in runs])  # (seeds, tasks)
+        ax_bar.bar(names, final.mean(0), yerr=final.std(0) if len(runs) > 1 else None, color=palette, capsize=3)
+        ax_bar.scatter([i for i in range(len(names)) for _ in runs], final.T.flatten(), color="k", s=8, zorder=3)
+        ax_bar.set_title(f"{label}: final weights (dots: seeds)", fontsize=9)
+        ax_bar.tick_params(axis="x", labelsize=7)
+        per_epoch = torch.tensor([[[e[n] for n in names] for e in h.task_weights] for h in runs]).mean(0)  # (E, tasks)
+        for j, (name, color) in enumerate(zip(names, palette)):
+            ax_line.plot(range(1, per_epoch.shape[0] + 1), per_epoch[:, j], marker=".", color=color, label=name)
+        ax_line.set_title(f"{label}: weights per epoch (mean over seeds)", fontsize=9)
+        ax_line.set_xlabel("epoch")
+        ax_line.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_line.legend(fontsize=7)
+        for ax in (ax_bar, ax_line):
+            ax.axhline(0.0, color="grey", lw=0.6)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def write_metrics(notebook: str, profile: str, payload: dict) -> Path:
     """Write ``payload`` (plus profile and provenance) to the notebook's metrics file."""
     path = metrics_path(notebook, profile)
