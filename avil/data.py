@@ -1,5 +1,5 @@
 """Batching without DataLoader workers: orders come from seeded generators, so
-a run (and a resumed run) sees exactly the same batches (docs/design.md, "Data").
+a run (and a resumed run) sees exactly the same batches (docs/design.md §5).
 
 Every random order a method draws comes from a named ``Stream``; a task's
 shuffles are keyed by the task's *name*, so reordering the task list changes

@@ -1,5 +1,5 @@
 """The weighted delta merge, θ0 + Σ_k α_k δ_k, and its α-gradient
-(docs/design.md, "Ops and backends").
+(docs/design.md §4).
 
 ``merge``, ``merge_`` and ``dots`` are defined once and choose the backend
 inside: the fused C++/CUDA extension when it is built (``avil._C``, registered

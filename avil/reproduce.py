@@ -2,7 +2,7 @@
 (serial or in parallel processes), summary tables, weight plots, provenance
 and results files, and each notebook's closing cell (``finish``); and the
 ``make reproduce`` entry point, which executes every notebook with papermill
-(docs/design.md, "Notebooks and profiles").
+(docs/design.md §6).
 
     python -m avil.reproduce --profile default            # into results/<notebook>/
     python -m avil.reproduce --profile default --inplace  # refresh the committed notebooks

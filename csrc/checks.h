@@ -1,7 +1,7 @@
-// Input checks of the fused delta merge ops (docs/design.md, "Ops and
-// backends"), shared by the CPU kernels (merge.cpp) and the CUDA kernels
-// (cuda/merge.cu). avil/ops.py repeats them, with the same messages, for the
-// pure-PyTorch reference and the fake kernels torch.compile traces with.
+// Input checks of the fused delta merge ops (docs/design.md §4), shared by the
+// CPU kernels (merge.cpp) and the CUDA kernels (cuda/merge.cu). avil/ops.py
+// repeats them, with the same messages, for the pure-PyTorch reference and the
+// fake kernels torch.compile traces with.
 // Checks are on metadata only: nothing here synchronises with a device.
 #pragma once
 

@@ -1,6 +1,6 @@
-// The fused weighted delta merge of αVIL (docs/design.md, "Ops and backends"):
-// op schemas and the CPU kernels. CUDA kernels live in cuda/merge.cu, the
-// input checks both share in checks.h.
+// The fused weighted delta merge of αVIL (docs/design.md §4): op schemas and
+// the CPU kernels. The CUDA kernels live in cuda/merge.cu, the input checks
+// both share in checks.h.
 //
 //   merge(theta (N,) f32, deltas (K, N) f32|bf16|f16, alphas (K,) f32) -> (N,) f32
 //       θ0 + Σ_k α_k δ_k

@@ -1,10 +1,9 @@
 """What every method shares: optimizers, seeded batch orders, one training step,
 finite-loss checks, progress bars, and the interleaved epoch that
-``single_task``, ``uniform``, ``gcs`` and ``diw`` run (docs/design.md,
-"The algorithm and its files"). A method subclasses ``Method`` and overrides
-the hooks of that epoch (``train_slot``, ``start_epoch``, ``finish_epoch``) or,
-as αVIL does, ``train_epoch`` itself; nothing outside a method's file branches
-on its name."""
+``single_task``, ``uniform``, ``gcs`` and ``diw`` run (docs/design.md §1). A
+method subclasses ``Method`` and overrides the hooks of that epoch
+(``train_slot``, ``start_epoch``, ``finish_epoch``) or, as αVIL does,
+``train_epoch`` itself; nothing outside a method's file branches on its name."""
 import dataclasses
 import itertools
 from collections.abc import Mapping
