@@ -217,3 +217,18 @@ def test_auxiliary_effects_baseline_per_step_count(one_thread):
 def test_auxiliary_effects_names_an_unknown_auxiliary():
     with pytest.raises(ValueError, match=r"tasks \['nope'\] are not in the suite"):
         reproduce.auxiliary_effects(effects_run, toy.TARGET, ["nope"], [0], avil.FitConfig(epochs=1))
+
+
+def history(seed, weights, test=0.5):
+    h = avil.History(method="avil", target="t", tasks=list(weights), seed=seed)
+    h.record(task_weights=weights, alphas=weights, train_loss={}, dev=test, test=test, seconds=0.0)
+    return h
+
+
+def test_ranked_below_and_the_final_weights_table():
+    runs = {"avil": [history(0, {"t": 1.0, "good": 0.5, "bad": 0.1}), history(1, {"t": 1.0, "good": 0.5, "bad": 0.7})],
+            "other": [history(0, {"t": 1.0, "good": 0.2, "bad": 0.3})]}
+    assert reproduce.ranked_below(runs, "bad", ["good"]) == {"avil": [True, False], "other": [False]}
+    assert reproduce.ranked_below(runs, "bad", ["good", "t"])["avil"] == [True, False]
+    table = reproduce.final_weights_table(runs)
+    assert table.loc[("avil", 1), "bad"] == 0.7 and table.loc[("other", 0), "test %"] == 50.0
