@@ -1,6 +1,6 @@
 // The fused weighted delta merge of αVIL (docs/design.md §4): op schemas and
-// the CPU kernels. The CUDA kernels live in cuda/merge.cu, the input checks
-// both share in checks.h.
+// the CPU kernels. The CUDA kernels live in cuda/merge.cu, the checks and
+// entry points both share in merge.h.
 //
 //   merge(theta (N,) f32, deltas (K, N) f32|bf16|f16, alphas (K,) f32) -> (N,) f32
 //       θ0 + Σ_k α_k δ_k
@@ -19,7 +19,6 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <torch/library.h>
@@ -29,7 +28,7 @@
 #include <cstring>
 #include <vector>
 
-#include "checks.h"
+#include "merge.h"
 
 extern "C" {
 // The extension is loaded by `import avil._C` only for its static
@@ -209,18 +208,6 @@ void merge_cpu_into(const at::Tensor& theta, const at::Tensor& deltas, const at:
   }
 }
 
-at::Tensor merge_cpu(const at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas) {
-  check_merge(theta, deltas, alphas, "avil::merge");
-  at::Tensor out = at::empty_like(theta);
-  merge_cpu_into(theta, deltas, alphas, out);
-  return out;
-}
-
-void merge__cpu(at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas) {
-  check_merge(theta, deltas, alphas, "avil::merge_");
-  merge_cpu_into(theta, deltas, alphas, theta);
-}
-
 at::Tensor dots_cpu(const at::Tensor& deltas, const at::Tensor& g) {
   check_dots(deltas, g);
   const int64_t K = deltas.size(0), N = deltas.size(1);
@@ -288,8 +275,8 @@ TORCH_LIBRARY_IMPL(avil, ADInplaceOrView, m) {
 }
 
 TORCH_LIBRARY_IMPL(avil, CPU, m) {
-  m.impl("merge", &merge_cpu);
-  m.impl("merge_", &merge__cpu);
+  m.impl("merge", &merge_op<merge_cpu_into>);
+  m.impl("merge_", &merge__op<merge_cpu_into>);
   m.impl("dots", &dots_cpu);
 }
 

@@ -1,11 +1,12 @@
-// Input checks of the fused delta merge ops (docs/design.md §4), shared by the
-// CPU kernels (merge.cpp) and the CUDA kernels (cuda/merge.cu). avil/ops.py
-// repeats them, with the same messages, for the pure-PyTorch reference and the
-// fake kernels torch.compile traces with.
-// Checks are on metadata only: nothing here synchronises with a device.
+// What the CPU kernels (merge.cpp) and the CUDA kernels (cuda/merge.cu) of the
+// fused delta merge share (docs/design.md §4): the input checks and the merge
+// ops' entry points. avil/ops.py repeats the checks, with the same messages,
+// for the pure-PyTorch reference and the fake kernels torch.compile traces
+// with. Checks are on metadata only: nothing here synchronises with a device.
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
@@ -46,6 +47,26 @@ inline void check_merge(const at::Tensor& theta, const at::Tensor& deltas, const
 inline void check_dots(const at::Tensor& deltas, const at::Tensor& g) {
   check_deltas(deltas, "avil::dots");
   check_vector(g, "g", deltas.size(1), "N", deltas, "avil::dots");
+}
+
+// A backend's kernel out = theta + Δᵀα (out may be theta itself).
+using MergeInto = void (*)(const at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas,
+                           const at::Tensor& out);
+
+// avil::merge on a backend: checked, into a new tensor.
+template <MergeInto into>
+at::Tensor merge_op(const at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas) {
+  check_merge(theta, deltas, alphas, "avil::merge");
+  at::Tensor out = at::empty_like(theta);
+  into(theta, deltas, alphas, out);
+  return out;
+}
+
+// avil::merge_ on a backend: checked, into theta.
+template <MergeInto into>
+void merge__op(at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas) {
+  check_merge(theta, deltas, alphas, "avil::merge_");
+  into(theta, deltas, alphas, theta);
 }
 
 }  // namespace avil
