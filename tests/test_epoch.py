@@ -13,6 +13,10 @@ def test_epoch_result_unpacks_like_the_dict_it_replaces():
                                                    "alphas": {}}
     with pytest.raises(KeyError):
         result["dev"]
+    with pytest.raises(KeyError):
+        result["alpha_step"]  # None: left out, so History.record gets only what was set
+    step = EpochResult(task_weights={}, train_loss={}, alpha_step={"iterations": 3})
+    assert step["alpha_step"] == {"iterations": 3} and len(step) == 4
 
 
 @pytest.mark.parametrize("cls", [SingleTask, Uniform, GCS, DIW])

@@ -7,7 +7,7 @@ method subclasses ``Method`` and overrides the hooks of that epoch
 import dataclasses
 import itertools
 from collections.abc import Mapping
-from typing import Dict, Iterable, Iterator, List, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 from tqdm import tqdm
@@ -30,25 +30,28 @@ class TrainingError(RuntimeError):
 class EpochResult(Mapping):
     """What one epoch of a method reports to ``avil.fit`` (and History.record).
 
-    A read-only Mapping of its three fields, so ``history.record(**result, ...)``
-    takes it as it takes a dict.
+    A read-only Mapping of its fields, those set to None left out, so
+    ``history.record(**result, ...)`` takes it as it takes a dict.
     """
 
     task_weights: Dict[str, float]  # {task: weight} after the epoch
     train_loss: Dict[str, float]  # {task: mean unweighted training loss}, tasks trained this epoch
     alphas: Dict[str, float] = dataclasses.field(default_factory=dict)  # {task: α}; αVIL only
+    alpha_step: Optional[dict] = None  # how αVIL's α-step went (docs/design.md §2); αVIL only
 
     def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: getattr(self, name) for name in self}
 
     def __getitem__(self, key: str):
-        return self.as_dict()[key]
+        if key not in set(self):
+            raise KeyError(key)
+        return getattr(self, key)
 
     def __iter__(self):
-        return iter(f.name for f in dataclasses.fields(self))
+        return (f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None)
 
     def __len__(self) -> int:
-        return len(dataclasses.fields(self))
+        return sum(1 for _ in self)
 
 
 class Method:
