@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.avil-installed
 # Dependencies are installed once per change of the files below.
-DEPS   := requirements.txt requirements-data.txt setup.py $(wildcard csrc/*.cpp csrc/cuda/*.cu)
+DEPS   := requirements.txt requirements-data.txt setup.py $(wildcard csrc/*.h csrc/*.cpp csrc/cuda/*.cu)
 
 .PHONY: test reproduce install clean
 

@@ -1,4 +1,4 @@
-"""FitConfig: every knob of a run, with the defaults of DESIGN §1."""
+"""FitConfig: every knob of a run, with the defaults of docs/design.md §1."""
 import math
 import os
 from dataclasses import asdict, dataclass, fields

@@ -1,15 +1,39 @@
 """Batching without DataLoader workers: orders come from seeded generators, so
-a run (and a resumed run) sees exactly the same batches."""
+a run (and a resumed run) sees exactly the same batches (docs/design.md §5).
+
+Every random order a method draws comes from a named ``Stream``; a task's
+shuffles are keyed by the task's *name*, so reordering the task list changes
+no task's batches, and adding a stream or a task renumbers nothing.
+"""
+import enum
+import hashlib
 from typing import Callable, Iterator, Optional
 
 import torch
 from torch.utils.data import Dataset, TensorDataset, default_collate
 
 
-def epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
-    """A generator that depends only on (seed, epoch, stream): resuming at any
-    epoch needs no saved sampler state."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 7_919 + stream * 104_729)
+class Stream(str, enum.Enum):
+    """The random streams of an epoch; each gives an independent generator."""
+
+    TASK = "task"  # a task's shuffle of its training set, keyed by its name (cycle n: its n-th reshuffle)
+    SCHEDULE = "schedule"  # the interleaved order of all tasks' batches (uniform, gcs, diw)
+    ALPHA_DEV = "alpha_dev"  # the order of the target's dev examples αVIL's α-step reads
+    DIW_DEV = "diw_dev"  # the target dev examples DIW matches the auxiliaries to
+    DIW_AUX = "diw_aux"  # the auxiliary training examples DIW fits its kernel weights on
+
+
+def epoch_generator(seed: int, epoch: int, stream: Stream, task: str = "", cycle: int = 0) -> torch.Generator:
+    """A generator that depends only on (seed, epoch, stream, task name, cycle):
+    resuming at any epoch needs no saved sampler state.
+
+    The key is hashed with BLAKE2b (stable across processes and Python
+    versions, unlike ``hash()``), so distinct keys never share a seed by
+    arithmetic coincidence, as a linear mix of small integers can.
+    """
+    key = f"{seed}/{epoch}/{Stream(stream).value}/{task}/{cycle}".encode()
+    digest = hashlib.blake2b(key, digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)  # 63 bits: a valid seed
 
 
 def batches(dataset: Dataset, indices: torch.Tensor, batch_size: int,

@@ -1,9 +1,14 @@
-"""The weighted delta merge, θ0 + Σ_k α_k δ_k, and its α-gradient (DESIGN §4).
+"""The weighted delta merge, θ0 + Σ_k α_k δ_k, and its α-gradient
+(docs/design.md §4).
 
-Every function here has one code path: the fused C++/CUDA extension when it is
-built (``avil._C``, registered as ``torch.ops.avil.*``), else the pure-PyTorch
-reference below, which is also the specification the kernels are tested
-against. ``AVIL_DISABLE_EXT=1`` forces the reference.
+``merge``, ``merge_`` and ``dots`` are defined once and choose the backend
+inside: the fused C++/CUDA extension when it is built (``avil._C``, registered
+as ``torch.ops.avil.*``), else the pure-PyTorch reference below, which is also
+the specification the kernels are tested against. ``AVIL_DISABLE_EXT=1``
+forces the reference. Both backends check their inputs with the same
+messages, and ``merge_`` behaves like an in-place torch op on both: it bumps
+theta's version counter, and refuses inputs that require grad while
+gradients are on (it has no derivative; ``merge`` has).
 
 Shapes: theta (N,) float32; deltas (K, N) float32 | bfloat16 | float16;
 alphas (K,) float32; g (N,) float32. Math and θ stay float32.
@@ -41,6 +46,9 @@ def _load_extension() -> bool:
 
 _EXT = _load_extension()
 _DELTA_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# The extension's message (csrc/merge.cpp) for merge_ on an input that requires grad.
+_MERGE__GRAD = ("avil::merge_: the in-place merge has no derivative, but an input requires grad. "
+                "Fix: use avil.ops.merge (out of place, differentiable), or call merge_ under torch.no_grad()")
 
 
 def backend() -> str:
@@ -122,31 +130,29 @@ if _EXT:
     torch.library.register_autograd("avil::merge", _merge_backward, setup_context=_merge_setup)
     torch.library.register_autograd("avil::dots", _dots_backward, setup_context=_dots_setup)
 
-    def merge(theta: torch.Tensor, deltas: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-        """θ0 + Σ_k α_k δ_k, out of place. (N,) ← (N,), (K, N), (K,)."""
+
+def merge(theta: torch.Tensor, deltas: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+    """θ0 + Σ_k α_k δ_k, out of place, differentiable. (N,) ← (N,), (K, N), (K,)."""
+    if _EXT:
         return torch.ops.avil.merge.default(theta, deltas, alphas)
+    _check("avil::merge", deltas, theta=(theta, 1), alphas=(alphas, 0))
+    return reference_merge(theta, deltas, alphas)
 
-    def merge_(theta: torch.Tensor, deltas: torch.Tensor, alphas: torch.Tensor) -> None:
-        """θ ← θ + Σ_k α_k δ_k, in place on theta (N,)."""
+
+def merge_(theta: torch.Tensor, deltas: torch.Tensor, alphas: torch.Tensor) -> None:
+    """θ ← θ + Σ_k α_k δ_k, in place on theta (N,); no derivative."""
+    if _EXT:
         torch.ops.avil.merge_.default(theta, deltas, alphas)
+        return
+    _check("avil::merge_", deltas, theta=(theta, 1), alphas=(alphas, 0))
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (theta, deltas, alphas)):
+        raise RuntimeError(_MERGE__GRAD)
+    reference_merge_(theta, deltas, alphas)
 
-    def dots(deltas: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """Δ·g, (K,): the gradient with respect to α given g = ∇_θ L."""
+
+def dots(deltas: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Δ·g, (K,): the gradient with respect to α given g = ∇_θ L; differentiable."""
+    if _EXT:
         return torch.ops.avil.dots.default(deltas, g)
-
-else:
-
-    def merge(theta: torch.Tensor, deltas: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-        """θ0 + Σ_k α_k δ_k, out of place. (N,) ← (N,), (K, N), (K,)."""
-        _check("avil::merge", deltas, theta=(theta, 1), alphas=(alphas, 0))
-        return reference_merge(theta, deltas, alphas)
-
-    def merge_(theta: torch.Tensor, deltas: torch.Tensor, alphas: torch.Tensor) -> None:
-        """θ ← θ + Σ_k α_k δ_k, in place on theta (N,)."""
-        _check("avil::merge_", deltas, theta=(theta, 1), alphas=(alphas, 0))
-        reference_merge_(theta, deltas, alphas)
-
-    def dots(deltas: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """Δ·g, (K,): the gradient with respect to α given g = ∇_θ L."""
-        _check("avil::dots", deltas, g=(g, 1))
-        return reference_dots(deltas, g)
+    _check("avil::dots", deltas, g=(g, 1))
+    return reference_dots(deltas, g)

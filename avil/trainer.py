@@ -7,7 +7,7 @@ flat buffer and the method's runner, training nothing. ``fit`` and
 ``benchmarks/epoch_cost.py`` both start from it, so a benchmark times exactly
 the objects a run trains.
 
-What ``fit`` guarantees (DESIGN §8):
+What ``fit`` guarantees (docs/design.md §8):
 - bad input fails before the first epoch, with an error naming the task,
   the split or field, and the fix;
 - after every epoch θ (parameters and float buffers), α, the task weights and

@@ -1,5 +1,6 @@
-// The fused weighted delta merge of αVIL (DESIGN §4): op schemas and the CPU
-// kernels. CUDA kernels live in cuda/merge.cu.
+// The fused weighted delta merge of αVIL (docs/design.md §4): op schemas and
+// the CPU kernels. The CUDA kernels live in cuda/merge.cu, the checks and
+// entry points both share in merge.h.
 //
 //   merge(theta (N,) f32, deltas (K, N) f32|bf16|f16, alphas (K,) f32) -> (N,) f32
 //       θ0 + Σ_k α_k δ_k
@@ -14,8 +15,10 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <torch/library.h>
@@ -24,6 +27,8 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
+
+#include "merge.h"
 
 extern "C" {
 // The extension is loaded by `import avil._C` only for its static
@@ -36,41 +41,6 @@ PyObject* PyInit__C(void) {
 }
 
 namespace avil {
-
-// Shared by the CPU and CUDA implementations (declared again in merge.cu).
-// Checks are on metadata only: nothing here synchronises with a device.
-void check_deltas(const at::Tensor& deltas, const char* op) {
-  TORCH_CHECK(deltas.dim() == 2, op, ": deltas must be (K, N), got shape ", deltas.sizes());
-  TORCH_CHECK(deltas.size(0) > 0, op, ": deltas is empty (K = 0): there is nothing to merge");
-  const auto dt = deltas.scalar_type();
-  TORCH_CHECK(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf, op,
-              ": deltas must be float32, bfloat16 or float16, got ", dt);
-  TORCH_CHECK(deltas.is_contiguous(), op, ": deltas must be contiguous (one flat row per task)");
-}
-
-void check_vector(const at::Tensor& t, const char* name, int64_t n, const char* n_name,
-                  const at::Tensor& deltas, const char* op) {
-  TORCH_CHECK(t.dim() == 1, op, ": ", name, " must be 1-D, got shape ", t.sizes());
-  TORCH_CHECK(t.size(0) == n, op, ": ", name, " has ", t.size(0), " elements but deltas has ",
-              n_name, " = ", n);
-  TORCH_CHECK(t.scalar_type() == at::kFloat, op, ": ", name, " must be float32, got ",
-              t.scalar_type());
-  TORCH_CHECK(t.device() == deltas.device(), op, ": ", name, " is on ", t.device(),
-              " but deltas is on ", deltas.device());
-  TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
-}
-
-void check_merge(const at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas,
-                 const char* op) {
-  check_deltas(deltas, op);
-  check_vector(theta, "theta", deltas.size(1), "N", deltas, op);
-  check_vector(alphas, "alphas", deltas.size(0), "K", deltas, op);
-}
-
-void check_dots(const at::Tensor& deltas, const at::Tensor& g) {
-  check_deltas(deltas, "avil::dots");
-  check_vector(g, "g", deltas.size(1), "N", deltas, "avil::dots");
-}
 
 namespace {
 
@@ -238,18 +208,6 @@ void merge_cpu_into(const at::Tensor& theta, const at::Tensor& deltas, const at:
   }
 }
 
-at::Tensor merge_cpu(const at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas) {
-  check_merge(theta, deltas, alphas, "avil::merge");
-  at::Tensor out = at::empty_like(theta);
-  merge_cpu_into(theta, deltas, alphas, out);
-  return out;
-}
-
-void merge__cpu(at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas) {
-  check_merge(theta, deltas, alphas, "avil::merge_");
-  merge_cpu_into(theta, deltas, alphas, theta);
-}
-
 at::Tensor dots_cpu(const at::Tensor& deltas, const at::Tensor& g) {
   check_dots(deltas, g);
   const int64_t K = deltas.size(0), N = deltas.size(1);
@@ -273,9 +231,52 @@ TORCH_LIBRARY(avil, m) {
   m.def("dots(Tensor deltas, Tensor g) -> Tensor");
 }
 
+// merge_ behaves like an in-place torch op: after writing theta it bumps
+// theta's version counter (ADInplaceOrView), so autograd refuses, never
+// silently mis-differentiates, a tensor it saved before the merge. torch's
+// stock ADInplaceOrView fallback bumps only returned aliases, and merge_
+// returns nothing (which keeps it functionalisable under torch.compile), so
+// the bump is written out here. merge_ has no derivative (Autograd): with
+// gradients on, an input that requires grad is refused, as torch refuses an
+// out= op's; merge (out of place) is the differentiable one.
+const c10::TypedOperatorHandle<void(at::Tensor&, const at::Tensor&, const at::Tensor&)>& merge__op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("avil::merge_", "")
+                             .typed<void(at::Tensor&, const at::Tensor&, const at::Tensor&)>();
+  return op;
+}
+
+void merge__autograd(c10::DispatchKeySet keys, at::Tensor& theta, const at::Tensor& deltas,
+                     const at::Tensor& alphas) {
+  TORCH_CHECK(!(at::GradMode::is_enabled() &&
+                (theta.requires_grad() || deltas.requires_grad() || alphas.requires_grad())),
+              "avil::merge_: the in-place merge has no derivative, but an input requires grad. "
+              "Fix: use avil.ops.merge (out of place, differentiable), or call merge_ under "
+              "torch.no_grad()");
+  at::AutoDispatchBelowAutograd guard;
+  merge__op().redispatch(keys & c10::after_autograd_keyset, theta, deltas, alphas);
+}
+
+void merge__ad_inplace_or_view(c10::DispatchKeySet keys, at::Tensor& theta, const at::Tensor& deltas,
+                               const at::Tensor& alphas) {
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    merge__op().redispatch(keys & c10::after_ADInplaceOrView_keyset, theta, deltas, alphas);
+  }
+  theta.unsafeGetTensorImpl()->bump_version();
+}
+
+TORCH_LIBRARY_IMPL(avil, Autograd, m) {
+  m.impl("merge_", TORCH_FN(merge__autograd));
+}
+
+TORCH_LIBRARY_IMPL(avil, ADInplaceOrView, m) {
+  m.impl("merge_", TORCH_FN(merge__ad_inplace_or_view));
+}
+
 TORCH_LIBRARY_IMPL(avil, CPU, m) {
-  m.impl("merge", &merge_cpu);
-  m.impl("merge_", &merge__cpu);
+  m.impl("merge", &merge_op<merge_cpu_into>);
+  m.impl("merge_", &merge__op<merge_cpu_into>);
   m.impl("dots", &dots_cpu);
 }
 

@@ -1,6 +1,8 @@
 """Every notebook runs under papermill with parameters injected (smoke profile),
-and writes its results file. (nbval runs them too: `pytest --nbval-lax notebooks`.)"""
+writes its results file, and its numbers make sense. (nbval runs them too:
+`pytest --nbval-lax notebooks`.)"""
 import json
+import math
 
 import nbformat
 import pytest
@@ -39,3 +41,48 @@ def test_papermill_run_with_injected_parameters(path, tmp_path, monkeypatch):
     assert metrics["profile"] == "smoke"
     assert metrics["settings"]["seeds"] == [1]  # the injected value was used
     assert metrics["results"] and metrics["provenance"]["commit"]
+    assert_numbers_make_sense(path.stem, metrics)
+
+
+# The target's chance level (1 / classes) in the notebooks whose smoke profile
+# trains long enough to learn. 02_nlu's smoke profile fine-tunes on 8 examples
+# per task (the pipeline, not learning, in seconds), so only finiteness is
+# checked there.
+CHANCE = {"00_quickstart": 0.25, "01_multimnist": 0.10}
+
+
+def numbers(value, where=""):
+    """Every number in a JSON value, with where it sits."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from numbers(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from numbers(item, f"{where}[{i}]")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield where, value
+
+
+def assert_numbers_make_sense(notebook, metrics):
+    """Loose checks that fail a notebook which runs but computes nonsense:
+    every metric, weight, α and loss is finite; the target beats chance."""
+    bad = [(where, x) for where, x in numbers(metrics) if not math.isfinite(x)]
+    assert not bad, f"non-finite numbers in {notebook}'s metrics: {bad[:5]}"
+    for target, methods in metrics["results"].items():
+        assert "avil" in methods and "single_task" in methods, list(methods)
+        alphas = [a for h in metrics_histories(metrics, "avil") for epoch in h["alphas"] for a in epoch.values()]
+        assert alphas, "αVIL recorded its α"
+        if notebook in CHANCE:
+            chance = CHANCE[notebook]
+            single, alpha_vil = methods["single_task"]["test_mean"], methods["avil"]["test_mean"]
+            assert single > chance + 0.2, (target, single, chance)
+            assert alpha_vil > chance + 0.05, (target, alpha_vil, chance)
+
+
+def metrics_histories(metrics, method):
+    """The method's Histories in a metrics file, whether keyed by method or by target and method."""
+    found = []
+    for key, value in metrics["histories"].items():
+        runs = value if key == method else value.get(method, []) if isinstance(value, dict) else []
+        found += runs
+    return found

@@ -184,6 +184,76 @@ def test_dots_bad_inputs_raise():
         ops.dots(deltas, torch.randn(20)[::2])
 
 
+@pytest.fixture(params=["active", "reference"])
+def backend(request, monkeypatch):
+    """Each test below on the active backend and on the pure-PyTorch reference
+    (the functions choose the backend at call time)."""
+    if request.param == "reference":
+        monkeypatch.setattr(ops, "_EXT", False)
+    return request.param
+
+
+def test_merge__bumps_the_version_counter_like_an_inplace_op(backend):
+    """Autograd must refuse a tensor it saved before merge_ changed it
+    (issue 12: the extension once gave exp(a) + 1 here, silently)."""
+    _, deltas, alphas = inputs(2, 5)
+    x = torch.randn(5, requires_grad=True)
+    theta = torch.zeros(5)
+    y = (x * theta).sum()  # saves theta for x's gradient
+    before = theta._version
+    ops.merge_(theta, deltas, alphas)
+    assert theta._version > before
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward()
+
+
+def test_merge__refuses_inputs_that_require_grad(backend):
+    """merge_ has no derivative: with gradients on it refuses, on both backends
+    with the same message, rather than differentiate wrongly."""
+    _, deltas, alphas = inputs(2, 5)
+    a = torch.randn(5, requires_grad=True)
+    with pytest.raises(RuntimeError, match="no derivative.*Fix: use avil.ops.merge"):
+        t = a.exp()
+        ops.merge_(t, deltas, alphas)
+        t.sum().backward()
+    with pytest.raises(RuntimeError, match="no derivative"):
+        ops.merge_(torch.zeros(5), deltas, alphas.clone().requires_grad_())
+    leaf = torch.zeros(5, requires_grad=True)
+    with torch.no_grad():  # how αVIL calls it on the live parameters
+        ops.merge_(leaf, deltas, alphas)
+    torch.testing.assert_close(leaf.detach(), ops.reference_merge(torch.zeros(5), deltas, alphas))
+
+
+def test_ops_run_under_torch_compile(backend):
+    """A function calling all three ops compiles into one graph (fullgraph:
+    no graph break) and computes what eager mode does. backend="aot_eager"
+    traces with fake tensors (the extension's fake kernels), functionalises
+    merge_ and runs AOTAutograd, which is what torch.compile needs of a custom
+    op; inductor would add only its own C++ code generation (tens of seconds
+    on a 2-core CPU), nothing that exercises the ops further."""
+    theta, deltas, alphas = inputs(3, 64)
+    g = torch.randn(64)
+
+    def step(theta, deltas, alphas, g):
+        merged = ops.merge(theta, deltas, alphas)  # (N,)
+        grad_alpha = ops.dots(deltas, g * merged)  # (K,)
+        out = theta.clone()
+        ops.merge_(out, deltas, -grad_alpha)
+        return out, grad_alpha
+
+    torch._dynamo.reset()
+    compiled = torch.compile(step, backend="aot_eager", fullgraph=True)
+    for want, got in zip(step(theta, deltas, alphas, g), compiled(theta, deltas, alphas, g)):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    # α with gradients: the registered autograd of merge under AOTAutograd.
+    a = alphas.clone().requires_grad_()
+    loss = torch.compile(lambda a: ops.merge(theta, deltas, a).square().sum(), backend="aot_eager",
+                         fullgraph=True)(a)
+    loss.backward()
+    want = 2 * deltas @ ops.reference_merge(theta, deltas, alphas)
+    torch.testing.assert_close(a.grad, want, rtol=1e-5, atol=1e-5)
+
+
 def nvcc():
     return shutil.which("nvcc") or next(
         (str(p) for p in [Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "bin" / "nvcc"] if p.exists()), None)
@@ -212,7 +282,7 @@ import json, sys, torch, avil
 from avil.tasks import toy
 torch.set_num_threads(1)
 h = avil.fit(toy.make_encoder(0), toy.make_tasks(0), target=toy.TARGET, method="avil",
-             config=avil.FitConfig(epochs=2, seed=0, progress=False))
+             config=avil.FitConfig(epochs=2, seed=0, progress=False, alpha_solver="adam"))
 print(json.dumps({"backend": avil.ops.backend(), "dev": h.dev, "test": h.test,
                   "alphas": h.alphas, "task_weights": h.task_weights, "train_loss": h.train_loss}))
 """
@@ -221,7 +291,9 @@ print(json.dumps({"backend": avil.ops.backend(), "dev": h.dev, "test": h.test,
 @needs_ext
 def test_avil_fit_same_with_and_without_extension():
     """A short αVIL run on the toy suite, once on the extension and once with
-    AVIL_DISABLE_EXT=1: the History numbers agree to 1e-5."""
+    AVIL_DISABLE_EXT=1: the History numbers agree to 1e-5. The α-step takes
+    Adam steps here: they are continuous in the merge's float rounding, while
+    L-BFGS-B's line search branches on it (its α differed by 6e-4)."""
     runs = {}
     for disable in ("0", "1"):
         env = {**os.environ, "AVIL_DISABLE_EXT": disable}

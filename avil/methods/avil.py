@@ -30,8 +30,8 @@ import torch
 
 from .. import ops
 from ..alpha_step import solve
-from ..data import batches, epoch_generator, to_device
-from .base import Method, TrainingError
+from ..data import Stream, batches, epoch_generator, to_device
+from .base import EpochResult, Method, TrainingError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -65,23 +65,20 @@ class AlphaVIL(Method):
         rule = WEIGHT_RULES[self.config.weight_update]
         for name, a in alpha.items():
             self.task_weights[name] = self.bounded_weight(rule(self.task_weights[name], a))
-        return {"task_weights": dict(self.task_weights), "alphas": alpha, "train_loss": losses,
-                "alpha_step": diagnostics.to_dict()}
+        return EpochResult(task_weights=dict(self.task_weights), train_loss=losses, alphas=alpha,
+                           alpha_step=diagnostics.to_dict())
 
     def bounded_weight(self, w: float) -> float:
         """w kept inside [weight_min, weight_max]: the recorded weight is the loss scale used."""
         return min(max(w, self.config.weight_min), self.config.weight_max)
-
-    def loss_scale(self, task: str) -> float:
-        return self.task_weights[task]
 
     def task_passes(self, epoch: int) -> dict:
         """Algorithm 1's inner loop over tasks: fill Δ, one row per task."""
         sums, counts = {}, {}
         for k, name in enumerate(self.names):
             self.flat.load_(self.theta0)
-            order = self.order(name, epoch, stream=k, fraction=self.config.rho)
-            scale = self.loss_scale(name)
+            order = self.order(name, epoch, fraction=self.config.rho)
+            scale = self.task_weights[name]  # inside [weight_min, weight_max] (bounded_weight)
             total = torch.zeros((), device=self.device)
             bar = self.progress(total=self.num_batches(len(order)), desc=name)
             for batch in self.batches(name, order):
@@ -102,7 +99,7 @@ class AlphaVIL(Method):
         ``alpha_dev_size`` (all of them when None or larger than the set)."""
         n = len(self.tasks[self.target].dev)
         size = n if self.config.alpha_dev_size is None else min(self.config.alpha_dev_size, n)
-        order = torch.randperm(n, generator=epoch_generator(self.config.seed, epoch, len(self.names) + 1))
+        order = torch.randperm(n, generator=epoch_generator(self.config.seed, epoch, Stream.ALPHA_DEV))
         return order[:size].sort().values
 
     def tune_alphas(self, epoch: int):

@@ -1,28 +1,66 @@
 """What every method shares: optimizers, seeded batch orders, one training step,
-finite-loss checks and progress bars. A method subclasses ``Method`` and owns
-its ``train_epoch``; nothing outside a method's file branches on its name."""
+finite-loss checks, progress bars, and the interleaved epoch that
+``single_task``, ``uniform``, ``gcs`` and ``diw`` run (docs/design.md §1). A
+method subclasses ``Method`` and overrides the hooks of that epoch
+(``train_slot``, ``start_epoch``, ``finish_epoch``) or, as αVIL does,
+``train_epoch`` itself; nothing outside a method's file branches on its name."""
+import dataclasses
 import itertools
-from typing import Dict, Iterable, List
+from collections.abc import Mapping
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 from tqdm import tqdm
 
 from ..config import FitConfig
-from ..data import batches, epoch_generator, num_batches, to_device
+from ..data import Stream, batches, epoch_generator, num_batches, to_device
 from ..flat import FlatParameters
 from ..models import MultiTaskModel
 from ..tasks import Task
+
+# One item of a task's batch stream: (indices into its training set (B,), the collated batch).
+Slot = Tuple[torch.Tensor, object]
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a loss became NaN); the last checkpoint is kept."""
 
 
+@dataclasses.dataclass
+class EpochResult(Mapping):
+    """What one epoch of a method reports to ``avil.fit`` (and History.record).
+
+    A read-only Mapping of its fields, those set to None left out, so
+    ``history.record(**result, ...)`` takes it as it takes a dict.
+    """
+
+    task_weights: Dict[str, float]  # {task: weight} after the epoch
+    train_loss: Dict[str, float]  # {task: mean unweighted training loss}, tasks trained this epoch
+    alphas: Dict[str, float] = dataclasses.field(default_factory=dict)  # {task: α}; αVIL only
+    alpha_step: Optional[dict] = None  # how αVIL's α-step went (docs/design.md §2); αVIL only
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self}
+
+    def __getitem__(self, key: str):
+        if key not in set(self):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return (f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 class Method:
     """Base class of the training methods (``avil.METHODS``).
 
-    ``train_epoch(epoch)`` trains one epoch and returns
-    ``{"task_weights": {task: w}, "alphas": {task: α} or {}, "train_loss": {task: mean loss}}``.
+    ``train_epoch(epoch)`` trains one epoch and returns an ``EpochResult``.
+    The default is standard multitask learning's epoch: every task's batches
+    interleaved in a seeded order (``interleaved_schedule``), one *slot* per
+    training batch of each task, each slot trained by ``train_slot``.
     ``state_dict()`` / ``load_state_dict()`` carry everything a resumed run
     needs besides the parameters (optimizer states, task weights, ...).
     """
@@ -44,9 +82,36 @@ class Method:
         self.task_params = {name: shared + list(model.heads[name].parameters()) for name in self.names}
         self.optimizers: Dict[str, torch.optim.Optimizer] = {}
 
-    # -- to implement -----------------------------------------------------
-    def train_epoch(self, epoch: int) -> dict:
-        raise NotImplementedError
+    # -- the interleaved epoch and its hooks --------------------------------
+    def train_epoch(self, epoch: int) -> EpochResult:
+        """One epoch: ``start_epoch``, then ``train_slot`` for every slot of the
+        seeded interleaved schedule, then ``finish_epoch``."""
+        self.start_epoch(epoch)
+        streams = {name: self.task_stream(name, epoch) for name in self.names}
+        sums = {name: torch.zeros((), device=self.device) for name in self.names}
+        counts = dict.fromkeys(self.names, 0)
+        self.model.train()
+        for slot in self.progress(self.interleaved_schedule(epoch), desc="all tasks"):
+            for name, loss in self.train_slot(slot, streams).items():
+                sums[name] += loss
+                counts[name] += 1
+        losses = self.mean_losses(sums, counts, epoch)
+        self.finish_epoch()
+        return EpochResult(task_weights=dict(self.task_weights), train_loss=losses)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Before an epoch's first slot (e.g. DIW re-estimates its example weights)."""
+
+    def train_slot(self, task: str, streams: Dict[str, Iterator[Slot]]) -> Dict[str, torch.Tensor]:
+        """Train on one slot of ``task`` in the schedule, drawing batches from
+        ``streams`` ({task: endless (indices, batch) stream}); return the
+        unweighted loss of every task trained, detached. Standard multitask
+        learning: one step of the shared optimizer on ``task``'s next batch."""
+        _, batch = next(streams[task])
+        return {task: self.step(self.optimizers["model"], task, batch, scale=self.task_weights[task])}
+
+    def finish_epoch(self) -> None:
+        """After an epoch's last slot (e.g. record the epoch's gates as task weights)."""
 
     # -- state ------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -67,28 +132,35 @@ class Method:
             return torch.optim.SGD(params, lr=self.config.lr, momentum=0.9)
         return torch.optim.Adam(params, lr=self.config.lr)
 
-    def order(self, task: str, epoch: int, stream: int, fraction: float = 1.0) -> torch.Tensor:
-        """A seeded shuffle of the task's training indices (the first ``fraction`` of it)."""
+    def order(self, task: str, epoch: int, fraction: float = 1.0, cycle: int = 0) -> torch.Tensor:
+        """A seeded shuffle of the task's training indices (the first ``fraction`` of it).
+
+        Stream.TASK keyed by the task's name: the same whatever the task list's
+        order. ``cycle`` n is the epoch's n-th fresh shuffle (a small set cycled)."""
         n = len(self.tasks[task].train)
-        perm = torch.randperm(n, generator=epoch_generator(self.config.seed, epoch, stream))
+        gen = epoch_generator(self.config.seed, epoch, Stream.TASK, task=task, cycle=cycle)
+        perm = torch.randperm(n, generator=gen)
         return perm[: max(1, round(fraction * n))]
 
-    def interleaved_schedule(self, epoch: int) -> List[int]:
-        """Standard multitask learning's order of one epoch: task index k once
-        per training batch of its own, in a seeded random order."""
+    def interleaved_schedule(self, epoch: int) -> List[str]:
+        """Standard multitask learning's order of one epoch: each task's name once
+        per training batch of its own, in a seeded random order (Stream.SCHEDULE).
+        Built over the sorted names, so it does not depend on the task list's order."""
+        names = sorted(self.names)
         schedule = torch.cat([
-            torch.full((self.num_batches(len(self.tasks[name].train)),), k)
-            for k, name in enumerate(self.names)
+            torch.full((self.num_batches(len(self.tasks[name].train)),), i) for i, name in enumerate(names)
         ])
-        gen = epoch_generator(self.config.seed, epoch, stream=len(self.names))
-        return schedule[torch.randperm(len(schedule), generator=gen)].tolist()
+        gen = epoch_generator(self.config.seed, epoch, Stream.SCHEDULE)
+        return [names[i] for i in schedule[torch.randperm(len(schedule), generator=gen)].tolist()]
 
-    def cycled_batches(self, task: str, epoch: int, first_stream: int = 0):
-        """The task's training batches without end, cycling through fresh seeded
-        shuffles (streams first_stream, first_stream + 1, ...): for a small
-        target set that must fill as many steps as a larger schedule."""
-        for stream in itertools.count(first_stream):
-            yield from self.batches(task, self.order(task, epoch, stream=stream))
+    def task_stream(self, task: str, epoch: int) -> Iterator[Slot]:
+        """The task's training batches without end, as (indices (B,), batch),
+        cycling through fresh seeded shuffles (cycles 0, 1, ...; cycle 0 is the
+        task's ``order``): a small target set can fill as many steps as a
+        larger schedule."""
+        for cycle in itertools.count():
+            order = self.order(task, epoch, cycle=cycle)
+            yield from zip(order.split(self.config.batch_size), self.batches(task, order))
 
     def batches(self, task: str, indices: torch.Tensor, split: str = "train"):
         t = self.tasks[task]
@@ -111,17 +183,14 @@ class Method:
         optimizer.step()
         return loss.detach()
 
-    def loss_scale(self, task: str) -> float:
-        """The task weight used as a loss scale, floored (FitConfig.weight_floor)."""
-        floor = self.config.weight_floor
-        w = self.task_weights[task]
-        return w if floor is None else max(w, floor)
-
     def mean_losses(self, sums: Dict[str, torch.Tensor], counts: Dict[str, int], epoch: int) -> Dict[str, float]:
-        """Per-task mean training losses; raises TrainingError on a NaN or inf."""
+        """Per-task mean training losses of the tasks trained (count > 0);
+        raises TrainingError on a NaN or inf."""
         means = {}
         for task, total in sums.items():
-            value = (total / max(counts[task], 1)).item()
+            if counts[task] == 0:  # not trained this epoch (single_task's auxiliaries)
+                continue
+            value = (total / counts[task]).item()
             if value != value or value in (float("inf"), float("-inf")):
                 raise TrainingError(
                     f"Task '{task}': the training loss became {value} in epoch {epoch + 1} "

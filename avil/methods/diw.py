@@ -61,12 +61,12 @@ How this differs from the original DIW (as we read the paper):
   inputs look like the target's but whose labels are useless, as the toy
   suite's ``noise``, is not down-weighted).
 """
-from typing import Dict
+from typing import Dict, Iterator
 
 import torch
 
-from ..data import batches, epoch_generator, to_device
-from .base import Method
+from ..data import Stream, batches, epoch_generator, to_device
+from .base import Method, Slot
 
 
 def median_bandwidth(points: torch.Tensor) -> float:
@@ -101,7 +101,8 @@ class DIW(Method):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.optimizers = {"model": self.make_optimizer(self.model.parameters())}
-        self.aux = [name for name in self.names if name != self.target]
+        # Sorted: the pooled sample of auxiliary examples does not depend on the task list's order.
+        self.aux = sorted(name for name in self.names if name != self.target)
         # The last estimate, {aux task: (n_train,)}, kept for inspection.
         self.example_weights: Dict[str, torch.Tensor] = {}
         self.check_losses()
@@ -143,14 +144,13 @@ class DIW(Method):
     def estimate_weights(self, epoch: int) -> Dict[str, torch.Tensor]:
         """Per-example weights {aux task: (n_train,)}, mean 1 over all auxiliary examples."""
         cfg = self.config
-        k = len(self.names)
         dev = self.tasks[self.target].dev
-        dev_idx = torch.randperm(len(dev), generator=epoch_generator(cfg.seed, epoch, k + 1))[: cfg.diw_max_dev]
+        dev_idx = torch.randperm(len(dev), generator=epoch_generator(cfg.seed, epoch, Stream.DIW_DEV))[: cfg.diw_max_dev]
         z_dev = torch.cat(list(self.features(self.target, "dev", dev_idx)))  # (m, F)
 
         sizes = [len(self.tasks[name].train) for name in self.aux]
         starts = torch.tensor([0] + sizes).cumsum(0)  # pooled index of each task's first example
-        pooled = torch.randperm(sum(sizes), generator=epoch_generator(cfg.seed, epoch, k + 2))
+        pooled = torch.randperm(sum(sizes), generator=epoch_generator(cfg.seed, epoch, Stream.DIW_AUX))
         pooled = pooled[: cfg.diw_max_aux].sort().values
         z_fit = []
         for j, name in enumerate(self.aux):
@@ -175,30 +175,19 @@ class DIW(Method):
         return dict(zip(self.aux, weights.split(sizes)))
 
     # -- training ------------------------------------------------------------
-    def train_epoch(self, epoch: int) -> dict:
-        optimizer = self.optimizers["model"]
+    def start_epoch(self, epoch: int) -> None:
         if self.aux:
             self.example_weights = self.estimate_weights(epoch)
-        orders = {name: self.order(name, epoch, stream=k) for k, name in enumerate(self.names)}
-        streams = {
-            name: zip(self.batches(name, order), order.split(self.config.batch_size))
-            for name, order in orders.items()
-        }
-        schedule = self.interleaved_schedule(epoch)
-        sums = {name: torch.zeros((), device=self.device) for name in self.names}
-        counts = dict.fromkeys(self.names, 0)
-        for k in self.progress(schedule, desc="all tasks"):
-            name = self.names[k]
-            batch, idx = next(streams[name])
-            if name == self.target:
-                sums[name] += self.step(optimizer, name, batch)
-            else:
-                sums[name] += self.weighted_step(optimizer, name, batch, self.example_weights[name][idx])
-            counts[name] += 1
-        for name in self.aux:
-            self.task_weights[name] = self.example_weights[name].mean().item()
-        losses = self.mean_losses(sums, counts, epoch)
-        return {"task_weights": dict(self.task_weights), "alphas": {}, "train_loss": losses}
+            for name in self.aux:
+                self.task_weights[name] = self.example_weights[name].mean().item()
+
+    def train_slot(self, task: str, streams: Dict[str, Iterator[Slot]]) -> Dict[str, torch.Tensor]:
+        """A target batch at weight 1; an auxiliary batch weighted per example."""
+        idx, batch = next(streams[task])
+        optimizer = self.optimizers["model"]
+        if task == self.target:
+            return {task: self.step(optimizer, task, batch)}
+        return {task: self.weighted_step(optimizer, task, batch, self.example_weights[task][idx])}
 
     def weighted_step(self, optimizer, task: str, batch, weights: torch.Tensor) -> torch.Tensor:
         """One optimizer step on mean_i w_i ℓ_i; returns the unweighted mean loss (detached)."""

@@ -30,12 +30,12 @@ parameters), on the flat gradient buffer of avil/flat.py: no loop over
 parameters. History.task_weights records each auxiliary's mean gate per
 epoch (target: 1).
 """
-from typing import Sequence, Tuple, Union
+from typing import Dict, Iterator, Sequence, Tuple, Union
 
 import torch
 
 from ..data import to_device
-from .base import Method
+from .base import Method, Slot
 
 EPS = 1e-12
 
@@ -75,35 +75,23 @@ class GCS(Method):
                             for name in self.names if name != self.target}
         self.g_target = torch.zeros(self.flat.numel, device=self.device)  # (N,)
 
-    def train_epoch(self, epoch: int) -> dict:
+    def start_epoch(self, epoch: int) -> None:
+        self.gates = {name: [] for name in self.names if name != self.target}  # each slot's gate (0-d)
+
+    def train_slot(self, task: str, streams: Dict[str, Iterator[Slot]]) -> Dict[str, torch.Tensor]:
+        """A target slot is a plain target step; an auxiliary slot one combined step."""
         optimizer = self.optimizers["model"]
-        # Streams 0..K-1 are the tasks' shuffles and K the schedule's; the target's cycles use K+1, K+2, ...
-        targets = self.cycled_batches(self.target, epoch, first_stream=len(self.names) + 1)
-        streams = {
-            name: iter(self.batches(name, self.order(name, epoch, stream=k)))
-            for k, name in enumerate(self.names) if name != self.target
-        }
-        schedule = self.interleaved_schedule(epoch)
-        sums = {name: torch.zeros((), device=self.device) for name in self.names}
-        counts = dict.fromkeys(self.names, 0)
-        gates = {name: torch.zeros((), device=self.device) for name in self.names if name != self.target}
-        self.model.train()
-        for k in self.progress(schedule, desc="all tasks"):
-            name = self.names[k]
-            if name == self.target:
-                sums[name] += self.step(optimizer, name, next(targets))
-                counts[name] += 1
-                continue
-            loss_t, loss_a, gate = self.combined_step(optimizer, name, next(targets), next(streams[name]))
-            sums[self.target] += loss_t
-            sums[name] += loss_a
-            counts[self.target] += 1
-            counts[name] += 1
-            gates[name] += gate
-        losses = self.mean_losses(sums, counts, epoch)
-        for name, total in gates.items():
-            self.task_weights[name] = (total / max(counts[name], 1)).item()
-        return {"task_weights": dict(self.task_weights), "alphas": {}, "train_loss": losses}
+        _, target_batch = next(streams[self.target])
+        if task == self.target:
+            return {task: self.step(optimizer, task, target_batch)}
+        _, aux_batch = next(streams[task])
+        loss_t, loss_a, gate = self.combined_step(optimizer, task, target_batch, aux_batch)
+        self.gates[task].append(gate)
+        return {self.target: loss_t, task: loss_a}
+
+    def finish_epoch(self) -> None:
+        for name, gates in self.gates.items():
+            self.task_weights[name] = (sum(gates) / len(gates)).item()
 
     def combined_step(self, optimizer, aux: str, target_batch, aux_batch):
         """One optimizer step on the gated sum of the target's and ``aux``'s gradients."""

@@ -329,6 +329,10 @@ def make_encoder() -> nn.Module:
     return LeNet()
 
 
+# Head initialisation draws from its own seed, offset so that it never shares a
+# random stream with an encoder seeded by the training seed.
+HEAD_SEED_OFFSET = 20_000
+
 # Helpful auxiliaries derived from the target digit y (N,): name -> (labels, classes).
 AUXILIARIES = {
     "parity": (lambda y: y % 2, 2),  # odd digit
@@ -338,7 +342,8 @@ AUXILIARIES = {
 
 def make_tasks(target: str = "left", suite: str = "basic", n_train: Optional[int] = None,
                n_dev: Optional[int] = None, n_test: Optional[int] = None, seed: int = 0,
-               max_shift: int = 2, path=None, n_target_train: Optional[int] = None) -> List[Task]:
+               max_shift: int = 2, path=None, n_target_train: Optional[int] = None,
+               head_seed: Optional[int] = None) -> List[Task]:
     """MultiMNIST tasks for target ``target`` ("left" or "right").
 
     suite "basic": ``left`` and ``right`` (10 classes each).
@@ -358,9 +363,13 @@ def make_tasks(target: str = "left", suite: str = "basic", n_train: Optional[int
         The images are in a seeded random order, so the first n are a random
         subset. None: the target keeps all of them.
 
+    head_seed: the seed of the heads' initialisation (None: ``seed``). The heads
+        are drawn inside a forked RNG, as every suite in ``avil.tasks`` does, so
+        they depend on it only, never on (nor change) the global RNG state. Pass
+        the training seed here when ``seed`` stays fixed to hold the data fixed.
+
     All tasks share the same images in every split (only labels differ); heads
-    are ``nn.Linear(50, classes)``, initialised from torch's global RNG (seed it
-    first for reproducible heads), loss ``F.cross_entropy``, metric
+    are ``nn.Linear(50, classes)``, loss ``F.cross_entropy``, metric
     ``avil.metrics.accuracy``. Sizes, seed, max_shift, path: ``build_multimnist``.
     """
     from avil import metrics  # lazy: keeps this module importable on its own
@@ -397,4 +406,6 @@ def make_tasks(target: str = "left", suite: str = "basic", n_train: Optional[int
                     test=TensorDataset(s_te.images, te), head=nn.Linear(50, classes[name]),
                     loss_fn=F.cross_entropy, metric_fn=metrics.accuracy)
 
-    return [task(name) for name in labels]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(HEAD_SEED_OFFSET + (seed if head_seed is None else head_seed))
+        return [task(name) for name in labels]

@@ -27,10 +27,17 @@ from . import Task
 TARGET = "target"
 
 
+# Head initialisation draws from its own seed, offset from the encoder's so the
+# two never share a random stream.
+HEAD_SEED_OFFSET = 20_000
+
+
 def make_encoder(seed: int = 0, dim: int = 20, hidden: int = 32) -> MLP:
-    """The shared encoder: a 2-layer ReLU MLP, initialised from ``seed``."""
-    torch.manual_seed(seed)
-    return MLP(dim, hidden)
+    """The shared encoder: a 2-layer ReLU MLP, initialised from ``seed`` (a forked
+    RNG: the global RNG state is neither read nor changed)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MLP(dim, hidden)
 
 
 def make_tasks(seed: int = 0, n_target: int = 100, n_aux: int = 2000, n_dev: int = 500,
@@ -38,7 +45,9 @@ def make_tasks(seed: int = 0, n_target: int = 100, n_aux: int = 2000, n_dev: int
                harmful_scale: float = 30.0) -> List[Task]:
     """The target and its three auxiliaries (names: target, same_rule, noise, harmful).
 
-    The rule and the data depend on ``seed``; the heads are initialised from it too.
+    The rule, the data and the heads depend on ``seed`` only: the heads are
+    initialised inside a forked RNG (as every suite in ``avil.tasks`` does), so
+    the global RNG state is neither read nor changed.
     """
     gen = torch.Generator().manual_seed(10_000 + seed)
     rule = torch.randn(dim, classes, generator=gen)  # (D, C): the target's labelling
@@ -62,17 +71,17 @@ def make_tasks(seed: int = 0, n_target: int = 100, n_aux: int = 2000, n_dev: int
     def mse(out, y, reduction="mean"):
         return F.mse_loss(out.squeeze(-1), y, reduction=reduction)
 
-    torch.manual_seed(20_000 + seed)
-
     def classifier(name, train):
         return Task(name, train, labelled(n_dev) if name != "noise" else noise(n_dev),
                     labelled(n_test) if name != "noise" else noise(n_test),
                     nn.Linear(hidden, classes), F.cross_entropy, metrics.accuracy)
 
-    return [
-        classifier(TARGET, labelled(n_target)),
-        classifier("same_rule", labelled(n_aux)),
-        classifier("noise", noise(n_aux)),
-        Task("harmful", regression(n_aux), regression(n_dev), regression(n_test),
-             nn.Linear(hidden, 1), mse, metrics.negative_mse),
-    ]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(HEAD_SEED_OFFSET + seed)
+        return [
+            classifier(TARGET, labelled(n_target)),
+            classifier("same_rule", labelled(n_aux)),
+            classifier("noise", noise(n_aux)),
+            Task("harmful", regression(n_aux), regression(n_dev), regression(n_test),
+                 nn.Linear(hidden, 1), mse, metrics.negative_mse),
+        ]

@@ -5,7 +5,6 @@
 // so nothing here waits for the host.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -18,12 +17,9 @@
 #include <algorithm>
 #include <cstdint>
 
-namespace avil {
+#include "../merge.h"
 
-// Input checks, defined once in merge.cpp for both backends.
-void check_merge(const at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas,
-                 const char* op);
-void check_dots(const at::Tensor& deltas, const at::Tensor& g);
+namespace avil {
 
 namespace {
 
@@ -202,18 +198,6 @@ void merge_cuda_into(const at::Tensor& theta, const at::Tensor& deltas, const at
   });
 }
 
-at::Tensor merge_cuda(const at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas) {
-  check_merge(theta, deltas, alphas, "avil::merge");
-  at::Tensor out = at::empty_like(theta);
-  merge_cuda_into(theta, deltas, alphas, out);
-  return out;
-}
-
-void merge__cuda(at::Tensor& theta, const at::Tensor& deltas, const at::Tensor& alphas) {
-  check_merge(theta, deltas, alphas, "avil::merge_");
-  merge_cuda_into(theta, deltas, alphas, theta);
-}
-
 at::Tensor dots_cuda(const at::Tensor& deltas, const at::Tensor& g) {
   check_dots(deltas, g);
   const int64_t K = deltas.size(0), N = deltas.size(1);
@@ -245,8 +229,8 @@ at::Tensor dots_cuda(const at::Tensor& deltas, const at::Tensor& g) {
 }  // namespace
 
 TORCH_LIBRARY_IMPL(avil, CUDA, m) {
-  m.impl("merge", &merge_cuda);
-  m.impl("merge_", &merge__cuda);
+  m.impl("merge", &merge_op<merge_cuda_into>);
+  m.impl("merge_", &merge__op<merge_cuda_into>);
   m.impl("dots", &dots_cuda);
 }
 

@@ -1,0 +1,234 @@
+"""avil.reproduce: the profile rule, where results go, a notebook's closing
+call, and compare() in parallel processes."""
+import json
+import os
+import warnings
+
+import pytest
+import torch
+
+import avil
+from avil import reproduce
+from avil.tasks import toy
+
+
+# -- profiles ---------------------------------------------------------------
+
+@pytest.mark.parametrize("notebook, env, expected", [
+    ("default", None, "default"),  # as committed, nothing set
+    ("default", "smoke", "smoke"),  # nbval / make test / make reproduce
+    ("paper", None, "paper"),  # injected by papermill -p PROFILE paper
+    ("smoke", "smoke", "smoke"),  # both agree (tests/test_notebooks.py)
+])
+def test_profile_rule(notebook, env, expected, monkeypatch):
+    if env is None:
+        monkeypatch.delenv("AVIL_PROFILE", raising=False)
+    else:
+        monkeypatch.setenv("AVIL_PROFILE", env)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert reproduce.active_profile(notebook) == expected
+
+
+def test_an_injected_profile_wins_over_the_environment_loudly(monkeypatch):
+    monkeypatch.setenv("AVIL_PROFILE", "smoke")
+    with pytest.warns(UserWarning, match="PROFILE='paper' .* overrides AVIL_PROFILE='smoke'"):
+        assert reproduce.active_profile("paper") == "paper"
+
+
+@pytest.mark.parametrize("notebook, env, culprit", [("default", "fast", "AVIL_PROFILE"),
+                                                     ("fast", None, "the notebook's PROFILE")])
+def test_unknown_profile_names_its_source(notebook, env, culprit, monkeypatch):
+    if env is None:
+        monkeypatch.delenv("AVIL_PROFILE", raising=False)
+    else:
+        monkeypatch.setenv("AVIL_PROFILE", env)
+    with pytest.raises(ValueError, match=f"'fast' \\({culprit}\\): must be one of"):
+        reproduce.active_profile(notebook)
+
+
+# -- where results go --------------------------------------------------------
+
+def test_results_go_to_the_repository_holding_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("AVIL_RESULTS_DIR", raising=False)
+    repo = tmp_path / "checkout"
+    (repo / "avil").mkdir(parents=True)
+    (repo / "avil" / "__init__.py").write_text("")
+    (repo / "notebooks").mkdir()
+    monkeypatch.chdir(repo / "notebooks")  # where papermill runs a notebook
+    assert reproduce.find_root() == repo
+    assert reproduce.results_dir("00_x") == repo / "results" / "00_x"
+    monkeypatch.setenv("AVIL_RESULTS_DIR", str(tmp_path / "elsewhere"))
+    assert reproduce.results_dir("00_x") == tmp_path / "elsewhere" / "00_x"
+
+
+def test_outside_a_repository_results_go_under_the_working_directory(tmp_path, monkeypatch):
+    """A regular (non-editable) install, run from a folder of one's own."""
+    monkeypatch.delenv("AVIL_RESULTS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(reproduce, "__file__", str(tmp_path / "site-packages" / "avil" / "reproduce.py"))
+    assert reproduce.find_root() is None
+    assert reproduce.results_dir("00_x") == tmp_path / "results" / "00_x"
+    with pytest.raises(FileNotFoundError, match="no avil repository"):
+        reproduce.notebooks()
+
+
+# -- finish ------------------------------------------------------------------
+
+def test_finish_writes_metrics_with_histories_and_shows_provenance(tmp_path, monkeypatch):
+    monkeypatch.setenv("AVIL_RESULTS_DIR", str(tmp_path))
+    history = avil.History(method="uniform", target="t", tasks=["t"], seed=0)
+    history.record(task_weights={"t": 1.0}, alphas={}, train_loss={"t": 0.5}, dev=0.5, test=0.25, seconds=1.0)
+    table = reproduce.finish("00_x", "smoke", {"histories": {"uniform": [history]}, "config": avil.FitConfig()},
+                             reproduce.Stopwatch())
+    written = json.loads((tmp_path / "00_x" / "metrics-smoke.json").read_text())
+    assert written["histories"]["uniform"][0]["test"] == 0.25
+    assert written["config"]["epochs"] == avil.FitConfig().epochs and written["wall_seconds"] >= 0
+    shown = table["provenance"]
+    assert shown["commit"] == written["provenance"]["commit"] and shown["wall time"].endswith(" s")
+    assert shown["metrics"].endswith("metrics-smoke.json")
+
+
+# -- compare ------------------------------------------------------------------
+
+def small_run(seed):
+    return toy.make_encoder(seed), toy.make_tasks(seed, n_aux=100, n_dev=50, n_test=50)
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_compare_in_two_processes_equals_the_serial_run(one_thread, capsys):
+    config = avil.FitConfig(epochs=2, progress=False)
+    # A lambda: workers are forked, so make_run need not be picklable.
+    make_run = lambda seed: small_run(seed)  # noqa: E731
+    serial = reproduce.compare(make_run, toy.TARGET, ["uniform", "avil"], [0, 1], config, workers=1)
+    parallel = reproduce.compare(make_run, toy.TARGET, ["uniform", "avil"], [0, 1], config, workers=2)
+    assert parallel == serial
+    assert [h.seed for h in parallel["avil"]] == [0, 1]
+    assert capsys.readouterr().out.count("seed") == 8  # one line per run, each time
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_run_is_reported_and_the_others_kept(workers, one_thread, capsys):
+    def make_run(seed):
+        if seed == 1:
+            raise ValueError("no data for seed 1")
+        return small_run(seed)
+
+    config = avil.FitConfig(epochs=1, progress=False)
+    with pytest.raises(reproduce.CompareError, match="uniform seed 1: ValueError: no data for seed 1") as err:
+        reproduce.compare(make_run, toy.TARGET, ["uniform"], [0, 1, 2], config, workers=workers)
+    assert [h.seed for h in err.value.histories["uniform"]] == [0, 2]
+    assert "raise ValueError" in err.value.failures[("uniform", 1)]  # the whole traceback
+    assert "uniform      seed 1: FAILED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_compare_rejects_bad_workers(workers):
+    with pytest.raises(ValueError, match="workers="):
+        reproduce.compare(small_run, toy.TARGET, ["uniform"], [0], avil.FitConfig(), workers=workers)
+
+
+def test_a_worker_that_dies_fails_its_own_run_only(one_thread):
+    def make_run(seed):
+        if seed == 1:
+            os._exit(3)  # as if killed: no exception, no outcome sent
+        return small_run(seed)
+
+    with pytest.raises(reproduce.CompareError, match=r"seed 1: RuntimeError: the worker process died \(exit code 3"
+                       ) as err:
+        reproduce.compare(make_run, toy.TARGET, ["uniform"], [0, 1, 2], avil.FitConfig(epochs=1, progress=False),
+                          workers=2)
+    assert [h.seed for h in err.value.histories["uniform"]] == [0, 2]
+
+
+# -- paired differences and auxiliary effects ---------------------------------
+
+def test_paired_difference_against_a_hand_computation():
+    d = reproduce.paired_difference([0.9, 0.8, 0.75], [0.8, 0.65, 0.55])  # differences 0.1, 0.15, 0.2
+    # mean 0.15, sd 0.05, t_{0.975, 2} = 4.302653 (tables): half-width 4.302653 · 0.05 / √3
+    assert d.mean == pytest.approx(0.15) and d.half_width == pytest.approx(0.1242069, abs=1e-6)
+    assert (d.wins, d.seeds, d.verdict) == (3, 3, "higher")
+    assert d.format() == "+15.00 ± 12.42 (3/3)"
+    wider = reproduce.paired_difference([0.9, 0.8, 0.75], [0.8, 0.6, 0.45])  # 0.2 ± 0.248: includes 0
+    assert wider.verdict == "inside CI" and wider.wins == 3
+    wide = reproduce.paired_difference([0.5, 0.9], [0.6, 0.6])  # one loss, one win
+    assert wide.verdict == "inside CI" and wide.wins == 1
+
+
+def test_paired_difference_with_one_seed_has_no_interval():
+    d = reproduce.paired_difference([0.7], [0.6])
+    assert d.half_width == float("inf") and d.verdict == "inside CI"
+    assert d.to_dict()["half_width"] is None and json.dumps(d.to_dict())  # valid JSON
+    assert d.format() == "+10.00 ± ∞ (1/1)"
+
+
+@pytest.mark.parametrize("a, b, confidence", [([1, 2], [1], 0.95), ([], [], 0.95), ([1], [1], 1.0)])
+def test_paired_difference_rejects_bad_input(a, b, confidence):
+    with pytest.raises(ValueError):
+        reproduce.paired_difference(a, b, confidence)
+
+
+def effects_run(seed):
+    return toy.make_encoder(seed), toy.make_tasks(seed, n_aux=1000, n_dev=200, n_test=500)
+
+
+def test_auxiliary_effects_measure_the_harmful_auxiliaries(one_thread):
+    config = avil.FitConfig(epochs=8, progress=False)
+    effects = reproduce.auxiliary_effects(effects_run, toy.TARGET, ["same_rule", "noise", "harmful"], [0, 1, 2],
+                                          config, progress=False)
+    assert list(effects) == ["same_rule", "noise", "harmful"]
+    harmful = effects["harmful"]
+    assert harmful.difference.verdict == "lower" and harmful.difference.mean < -0.2, harmful.difference
+    assert [h.seed for h in harmful.joint] == [h.seed for h in harmful.alone] == [0, 1, 2]
+    assert harmful.joint[0].tasks == [toy.TARGET, "harmful"] and harmful.joint[0].method == "uniform"
+    # Equal sizes: one single_task run per seed serves every auxiliary, and its
+    # target numbers are those single_task on [target, harmful] itself gives.
+    shared = harmful.alone[1]
+    assert shared is effects["same_rule"].alone[1]
+    encoder, tasks = effects_run(1)
+    own = avil.fit(encoder, [t for t in tasks if t.name in (toy.TARGET, "harmful")], toy.TARGET, "single_task",
+                   avil.FitConfig(epochs=8, seed=1, progress=False))
+    assert (own.dev, own.test_per_epoch, own.train_loss) == (shared.dev, shared.test_per_epoch, shared.train_loss)
+    table = reproduce.effects_table(effects)
+    assert table.loc["harmful", "verdict"] == "harmful"
+    assert json.dumps(reproduce.jsonable(effects))
+
+
+def test_auxiliary_effects_baseline_per_step_count(one_thread):
+    """An auxiliary with fewer batches gets its own single_task baseline."""
+    def make_run(seed):
+        encoder, tasks = effects_run(seed)
+        tasks[2].train = torch.utils.data.Subset(tasks[2].train, range(100))  # noise: 4 batches, not 32
+        return encoder, tasks
+
+    effects = reproduce.auxiliary_effects(make_run, toy.TARGET, ["same_rule", "noise"], [0],
+                                          avil.FitConfig(epochs=1, progress=False), progress=False)
+    assert effects["noise"].alone[0] != effects["same_rule"].alone[0]
+    assert effects["noise"].alone[0].tasks == [toy.TARGET, "noise"]
+
+
+def test_auxiliary_effects_names_an_unknown_auxiliary():
+    with pytest.raises(ValueError, match=r"tasks \['nope'\] are not in the suite"):
+        reproduce.auxiliary_effects(effects_run, toy.TARGET, ["nope"], [0], avil.FitConfig(epochs=1))
+
+
+def history(seed, weights, test=0.5):
+    h = avil.History(method="avil", target="t", tasks=list(weights), seed=seed)
+    h.record(task_weights=weights, alphas=weights, train_loss={}, dev=test, test=test, seconds=0.0)
+    return h
+
+
+def test_ranked_below_and_the_final_weights_table():
+    runs = {"avil": [history(0, {"t": 1.0, "good": 0.5, "bad": 0.1}), history(1, {"t": 1.0, "good": 0.5, "bad": 0.7})],
+            "other": [history(0, {"t": 1.0, "good": 0.2, "bad": 0.3})]}
+    assert reproduce.ranked_below(runs, "bad", ["good"]) == {"avil": [True, False], "other": [False]}
+    assert reproduce.ranked_below(runs, "bad", ["good", "t"])["avil"] == [True, False]
+    table = reproduce.final_weights_table(runs)
+    assert table.loc[("avil", 1), "bad"] == 0.7 and table.loc[("other", 0), "test %"] == 50.0
