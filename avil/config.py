@@ -34,6 +34,8 @@ class FitConfig:
         (``alpha_steps`` steps of size ``alpha_lr``, the paper's sketch).
       alpha_min, alpha_max: the box every α stays in (None: unbounded on that
         side); with alpha_penalty, the α-step's trust region.
+      alpha_radius: how far each α may move from α_init in one α-step,
+        |α − α_init| ≤ alpha_radius (None: only the box).
       alpha_penalty: λ of the proximal term (λ/2)‖α − α_init‖² added to the
         dev loss (0: none).
       alpha_max_iter, alpha_tol: L-BFGS-B's iteration limit and tolerance
@@ -83,6 +85,7 @@ class FitConfig:
     alpha_solver: str = "lbfgs"
     alpha_min: Optional[float] = 0.0
     alpha_max: Optional[float] = 4.0
+    alpha_radius: Optional[float] = None
     alpha_penalty: float = 0.0
     alpha_max_iter: int = 30
     alpha_tol: float = 1e-5
@@ -154,6 +157,9 @@ class FitConfig:
                 bad(name, "must be a finite number, or None for no bound", example)
         if self.alpha_min is not None and self.alpha_max is not None and not self.alpha_min < self.alpha_max:
             bad("alpha_max", f"must be > alpha_min ({self.alpha_min})", self.alpha_min + 4.0)
+        if self.alpha_radius is not None and (not _is_number(self.alpha_radius)
+                                              or not 0 < self.alpha_radius < math.inf):
+            bad("alpha_radius", "must be a finite number > 0, or None for no radius", 0.5)
         if not _is_number(self.alpha_penalty) or not 0 <= self.alpha_penalty < math.inf:
             bad("alpha_penalty", "must be a finite number ≥ 0", 0.0)
         if not _is_number(self.weight_min) or not 0 < self.weight_min < math.inf:

@@ -126,3 +126,12 @@ def test_avil_alpha_step_minimises_the_merged_dev_loss_exactly():
     assert torch.allclose(got, expected, atol=1e-3), (got, expected)
     step = result["alpha_step"]
     assert step["loss_final"] < step["loss_init"] and step["converged"]
+
+
+def test_the_radius_limits_each_step_around_its_start():
+    start = torch.tensor([1.0, 0.2, 3.0])
+    alphas, step = solve(quadratic([5.0, 0.3, -2.0], [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]), start, NAMES,
+                         alpha_min=0.0, alpha_max=4.0, radius=0.5)
+    # a: 1 → 1.5 (radius); b: reaches its optimum 0.3 inside; c: 3 → 2.5 (radius)
+    assert torch.allclose(alphas, torch.tensor([1.5, 0.3, 2.5]), atol=1e-4), alphas
+    assert step.on_bound == ["a", "c"]

@@ -70,7 +70,7 @@ def test_unknown_method(toy):
     ("lr", -1.0), ("lr", 0.0), ("rho", 0.0), ("rho", 1.5), ("alpha_steps", -1), ("epochs", 0),
     ("batch_size", 0), ("alpha_lr", -0.1), ("alpha_solver", "newton"), ("alpha_init", "zeros"),
     ("weight_update", "sum"), ("weight_min", 0.0), ("optimizer", "rmsprop"), ("delta_dtype", "int8"),
-    ("alpha_dev_size", 0), ("alpha_max", -1.0), ("weight_max", 0.01), ("alpha_penalty", -1.0),
+    ("alpha_dev_size", 0), ("alpha_radius", 0.0), ("alpha_max", -1.0), ("weight_max", 0.01), ("alpha_penalty", -1.0),
 ])
 def test_invalid_config(toy, field, value):
     _, tasks = toy()

@@ -134,5 +134,6 @@ class AlphaVIL(Method):
 
         self.model.eval()
         return solve(objective, self.initial_alphas(), self.names, solver=cfg.alpha_solver,
-                     alpha_min=cfg.alpha_min, alpha_max=cfg.alpha_max, penalty=cfg.alpha_penalty,
+                     alpha_min=cfg.alpha_min, alpha_max=cfg.alpha_max, radius=cfg.alpha_radius,
+                     penalty=cfg.alpha_penalty,
                      max_iter=cfg.alpha_max_iter, tol=cfg.alpha_tol, steps=cfg.alpha_steps, lr=cfg.alpha_lr)
