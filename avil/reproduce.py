@@ -291,8 +291,11 @@ def mean_std(values: Sequence[float]):
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def summarize(histories: Dict[str, List[History]]) -> Dict[str, dict]:
-    """Per method: test and dev mean ± std over seeds, best epochs, final weights (mean)."""
+def summarize(histories: Dict[str, List[History]], baseline: Optional[str] = "single_task") -> Dict[str, dict]:
+    """Per method: test and dev mean ± std over seeds, best epochs, final weights
+    (mean), and, when ``baseline`` is among the methods, the paired difference
+    of the test metric from it per seed (``vs_baseline``: mean, 95 % t-interval,
+    wins; see ``paired_difference``), over the seeds both ran."""
     out = {}
     for method, runs in histories.items():
         test_mean, test_std = mean_std(h.test for h in runs)
@@ -305,23 +308,41 @@ def summarize(histories: Dict[str, List[History]]) -> Dict[str, dict]:
             "final_weights": {n: statistics.fmean(h.task_weights[-1][n] for h in runs) for n in names},
             "seconds": sum(sum(h.epoch_seconds) for h in runs),
         }
+        if baseline in histories and method != baseline:
+            reference = {h.seed: h.test for h in histories[baseline]}
+            paired = [(h.test, reference[h.seed]) for h in runs if h.seed in reference]
+            if paired:
+                out[method]["baseline"] = baseline
+                out[method]["vs_baseline"] = paired_difference(*zip(*paired)).to_dict()
     return out
 
 
 def table(summary: Dict[str, dict], scale: float = 100.0, unit: str = "%"):
-    """A pandas table of a ``summarize`` result: one row per method."""
+    """A pandas table of a ``summarize`` result: one row per method, with the
+    paired difference from the baseline (mean ± 95 % CI half-width in points,
+    then wins/seeds) and whether its interval excludes 0 ("inside CI" is
+    never a win)."""
     import pandas as pd
 
     rows = []
     for method, s in summary.items():
-        rows.append({
+        row = {
             "method": method,
             f"test {unit} (mean ± std)": f"{scale * s['test_mean']:.2f} ± {scale * s['test_std']:.2f}",
+        }
+        if any("vs_baseline" in other for other in summary.values()):
+            paired = s.get("vs_baseline")
+            baseline = next(o["baseline"] for o in summary.values() if "baseline" in o)
+            diff = PairedDifference.from_dict(paired) if paired else None
+            row[f"Δ vs {baseline} (95 % CI, wins)"] = diff.format(scale) if diff else "—"
+            row["verdict"] = diff.verdict if diff else "—"
+        row.update({
             f"best dev {unit}": f"{scale * s['dev_mean']:.2f} ± {scale * s['dev_std']:.2f}",
             "best epoch": ", ".join(str(e) for e in s["best_epoch"]),
             "seeds": len(s["test"]),
             **{f"w[{n}]": round(w, 2) for n, w in s["final_weights"].items()},
         })
+        rows.append(row)
     return pd.DataFrame(rows).set_index("method")
 
 
@@ -364,6 +385,11 @@ class PairedDifference:
         data["differences"] = list(self.differences)
         data["half_width"] = self.half_width if math.isfinite(self.half_width) else None  # JSON has no inf
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PairedDifference":
+        return cls(**{**data, "differences": tuple(data["differences"]),
+                      "half_width": math.inf if data["half_width"] is None else data["half_width"]})
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> PairedDifference:
@@ -507,6 +533,52 @@ def plot_weights(histories: Dict[str, List[History]], title: str = ""):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][-1].legend(fontsize=8, loc="best")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_alpha_step(histories: Dict[str, List[History]], title: str = ""):
+    """How well each αVIL run's α-step was solved, per epoch (mean over seeds,
+    band = min..max): the target's dev loss at α_init and at the chosen α,
+    the solver's evaluations, the seconds it took, and how many α ended on a
+    trust-region bound. Returns the figure (None if no run has an α-step)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    runs_by = {m: runs for m, runs in histories.items() if runs and runs[0].alpha_step}
+    if not runs_by:
+        return None
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    panels = (
+        (axes[0], "dev loss (solid: chosen α, dotted: α_init)", None),
+        (axes[1], "evaluations", lambda step, seconds: step["evaluations"]),
+        (axes[2], "seconds", lambda step, seconds: seconds),
+        (axes[3], "α on a bound", lambda step, seconds: len(step["on_bound"])),
+    )
+
+    def band(ax, series, **style):  # series (seeds, epochs)
+        epochs = range(1, series.shape[1] + 1)
+        line, = ax.plot(epochs, series.mean(0), marker=".", **style)
+        ax.fill_between(epochs, series.min(0).values, series.max(0).values, alpha=0.15, color=line.get_color())
+        return line
+
+    for method, runs in runs_by.items():
+        final = torch.tensor([[s["loss_final"] for s in h.alpha_step] for h in runs])  # (seeds, epochs)
+        initial = torch.tensor([[s["loss_init"] for s in h.alpha_step] for h in runs])  # (seeds, epochs)
+        line = band(axes[0], final, label=method)
+        axes[0].plot(range(1, initial.shape[1] + 1), initial.mean(0), ls=":", color=line.get_color())
+        for ax, _, value in panels[1:]:
+            series = torch.tensor([[float(value(s, sec)) for s, sec in zip(h.alpha_step, h.alpha_step_seconds)]
+                                   for h in runs])  # (seeds, epochs)
+            band(ax, series, color=line.get_color())
+    for ax, name, _ in panels:
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -232,3 +232,22 @@ def test_ranked_below_and_the_final_weights_table():
     assert reproduce.ranked_below(runs, "bad", ["good", "t"])["avil"] == [True, False]
     table = reproduce.final_weights_table(runs)
     assert table.loc[("avil", 1), "bad"] == 0.7 and table.loc[("other", 0), "test %"] == 50.0
+
+
+def test_summary_and_table_pair_every_method_with_single_task_per_seed():
+    from avil.history import History
+
+    def runs(tests):
+        return [History(method="m", target="t", tasks=["t"], seed=seed, test=value, dev=[value],
+                        task_weights=[{"t": 1.0}], best_epoch=1) for seed, value in enumerate(tests)]
+
+    histories = {"single_task": runs([0.80, 0.82, 0.84]), "better": runs([0.83, 0.85, 0.88]),
+                 "same": runs([0.81, 0.81, 0.85])}
+    summary = reproduce.summarize(histories)
+    better = summary["better"]["vs_baseline"]
+    assert better["differences"] == pytest.approx([0.03, 0.03, 0.04]) and better["wins"] == 3
+    assert "vs_baseline" not in summary["single_task"]
+    frame = reproduce.table(summary)
+    assert frame.loc["better", "verdict"] == "higher"
+    assert frame.loc["same", "verdict"] == "inside CI"  # +0.33 points on average, but not a win
+    assert frame.loc["better", "Δ vs single_task (95 % CI, wins)"].startswith("+3.33 ± ")
