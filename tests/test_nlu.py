@@ -1,6 +1,8 @@
 """The text suite (avil/tasks/nlu.py) and TextEncoder: tokenisation and
 padding, splits by movie, determinism, input validation, the GLUE path on a
 local fixture, and the encoder's shape. Nothing here may reach the network."""
+import copy
+import dataclasses
 import re
 import socket
 from pathlib import Path
@@ -248,3 +250,165 @@ def test_text_encoder_shape_and_mean_pooling(suite):
     encoder.pooling = "cls"
     with torch.no_grad():
         assert torch.equal(encoder(x), encoder.model(**x).last_hidden_state[:, 0])
+
+
+# --------------------------------------------------------------------------- partial fine-tuning (cached frozen states)
+
+@pytest.fixture(scope="module")
+def minilm():
+    """Freshly loaded all-MiniLM-L6-v2 encoders: full, or with the top k layers trainable."""
+    from avil.models import TextEncoder
+
+    return lambda k=None, pooling="mean": TextEncoder(nlu.minilm_path(), pooling=pooling, trainable_layers=k)
+
+
+def mixed_lengths(split, n=6):
+    """Indices of n items of a split from its shortest to its longest: a batch of them is padded."""
+    order = sorted(range(len(split)), key=lambda i: len(split[i][0]["attention_mask"]))
+    return [order[round(j * (len(order) - 1) / (n - 1))] for j in range(n)]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+@pytest.mark.parametrize("k", [1, 2])
+def test_cached_top_equals_full_encoder(suite, minilm, pooling, k):
+    full = minilm(pooling=pooling).eval()
+    encoder = minilm(k, pooling)
+    for name in ("sentiment", "same_movie"):  # single sentences and pairs (token types)
+        task = suite[name]
+        few = nlu.TokenizedDataset(task.test.data.select(mixed_lengths(task.test)))
+        (cached,) = nlu.cache_features([dataclasses.replace(task, train=few, dev=few, test=few)], encoder)
+        x, y = task.collate_fn([few[i] for i in range(len(few))])
+        x_cached, y_cached = cached.collate_fn([cached.test[i] for i in range(len(few))])
+        assert x["attention_mask"].sum() < x["attention_mask"].numel()  # some padding
+        assert torch.equal(x_cached["attention_mask"], x["attention_mask"]) and torch.equal(y_cached, y)
+        encoder.eval()
+        with torch.no_grad():
+            expected = full(x)  # (6, 384): the HF model's own forward
+            torch.testing.assert_close(encoder(x), expected, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(encoder.top(x_cached), expected, atol=1e-5, rtol=1e-4)
+            # The frozen part alone equals the HF model's hidden states after its layers, at real tokens.
+            states = encoder.frozen_states(x)["hidden_states"]
+            reference = full.model(**x, output_hidden_states=True).hidden_states[6 - k]
+            mask = x["attention_mask"].bool()
+            torch.testing.assert_close(states[mask], reference[mask], atol=1e-5, rtol=1e-4)
+
+
+def test_frozen_layers_get_no_gradient_and_no_dropout(suite, minilm):
+    encoder = minilm(2).train()
+    assert encoder.frozen_layers == 4 and len(encoder.top.layers) == 2
+    top = {id(p) for p in encoder.top.parameters()}
+    assert top == {id(p) for layer in encoder.model.encoder.layer[4:] for p in layer.parameters()}
+    test = suite["sentiment"].test
+    x, _ = suite["sentiment"].collate_fn([test[i] for i in mixed_lengths(test)])
+    torch.manual_seed(0)
+    encoder(x).square().sum().backward()
+    for name, p in encoder.named_parameters():
+        if id(p) in top:
+            assert p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0, name
+        else:
+            assert not p.requires_grad and p.grad is None, name
+    # Training mode switches dropout on in the top only: the frozen part stays a fixed function.
+    assert encoder.top.training and not encoder.model.embeddings.training
+    assert not any(layer.training for layer in encoder.model.encoder.layer[:4])
+    torch.testing.assert_close(encoder.frozen_states(x)["hidden_states"],
+                               encoder.frozen_states(x)["hidden_states"], atol=0, rtol=0)
+    with torch.no_grad():
+        assert not torch.equal(encoder(x), encoder(x))  # the top's dropout is on
+
+
+def test_fit_on_cached_states(tokenizer, cache, minilm):
+    """avil.fit trains and merges only the top layer and the heads; one cache
+    serves every run of a seed (same History from fresh encoders)."""
+    import avil
+
+    small = nlu.make_tasks(tokenizer, tasks=["sentiment", "subjectivity"], n_train=48, n_dev=32, n_test=32,
+                           max_length=32, cache_dir=cache)
+    cached = nlu.cache_features(small, minilm(1, "cls"))
+    config = avil.FitConfig(epochs=1, batch_size=16, lr=1e-4, alpha_steps=2, progress=False)
+
+    def run():
+        encoder = minilm(1, "cls").top
+        before = [p.detach().clone() for p in encoder.parameters()]
+        tasks = [dataclasses.replace(t, head=copy.deepcopy(t.head)) for t in cached]
+        history = avil.fit(encoder, tasks, "sentiment", "avil", config)
+        assert sum(p.numel() for p in encoder.parameters()) == 1_774_464  # one MiniLM layer
+        assert any(not torch.equal(a, b) for a, b in zip(before, encoder.parameters()))
+        return history
+
+    first, second = run(), run()
+    assert set(first.alphas[0]) == {"sentiment", "subjectivity"}
+    assert first == second
+
+
+def test_cache_features_rejects_bad_input(suite, minilm):
+    with pytest.raises(ValueError, match=r"TextEncoder\(path, trainable_layers=k\)"):
+        nlu.cache_features([suite["sentiment"]], minilm())
+    with pytest.raises(ValueError, match="trainable_layers must be an integer from 1 to 6"):
+        minilm(7)
+    encoder = minilm(1)
+    (cached,) = nlu.cache_features([dataclasses.replace(suite["sentiment"], train=suite["sentiment"].test,
+                                                        dev=suite["sentiment"].test)], encoder)
+    with pytest.raises(TypeError, match="Task 'sentiment': cache_features needs tokenised splits"):
+        nlu.cache_features([cached], encoder)
+    with pytest.raises(ValueError, match="do not match"):
+        nlu.CachedStates(torch.zeros(5, 384), torch.tensor([2, 2]), torch.tensor([0, 1]))
+    x, _ = cached.collate_fn([cached.test[i] for i in range(3)])
+    left_padded = {k: v.flip(1) for k, v in x.items()}
+    if left_padded["attention_mask"][:, 0].all():  # all three of the same length: pad one more column
+        left_padded = {"hidden_states": torch.cat([torch.zeros(3, 1, 384), x["hidden_states"]], 1),
+                       "attention_mask": torch.cat([torch.zeros(3, 1, dtype=torch.long), x["attention_mask"]], 1)}
+    with pytest.raises(ValueError, match="pad on the right"):
+        minilm(1, "cls").top(left_padded)
+
+
+def test_n_aux_eval_sizes_only_the_auxiliaries(suite, tokenizer, cache):
+    tasks = {t.name: t for t in nlu.make_tasks(tokenizer, seed=0, cache_dir=cache, n_aux_eval=8, **SIZES)}
+    assert (len(tasks["sentiment"].dev), len(tasks["sentiment"].test)) == (60, 60)
+    for name in nlu.RT_TASKS[1:]:
+        assert (len(tasks[name].train), len(tasks[name].dev), len(tasks[name].test)) == (200, 8, 8)
+    for name in nlu.RT_TASKS:  # the same examples otherwise
+        assert column(tasks[name].train, "input_ids") == column(suite[name].train, "input_ids")
+    assert column(tasks["sentiment"].test, "input_ids") == column(suite["sentiment"].test, "input_ids")
+
+
+def test_glue_cached_path(tokenizer, cache, minilm):
+    import avil
+
+    tasks = nlu.make_tasks(tokenizer, target="rte", data="glue", tasks=["sst2", "rte"], data_dir=FIXTURE,
+                           n_train=None, n_dev=2, n_test=None, cache_dir=cache)
+    encoder = minilm(1)
+    cached = nlu.cache_features(tasks, encoder)
+    assert [len(t.train) for t in cached] == [8, 6] and cached[0].test.labels.tolist() == [0, 1, 0, 1]
+    x, _ = tasks[0].collate_fn([tasks[0].test[i] for i in range(4)])
+    x_cached, _ = cached[0].collate_fn([cached[0].test[i] for i in range(4)])
+    encoder.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.top(x_cached), minilm().eval()(x), atol=1e-5, rtol=1e-4)
+    history = avil.fit(minilm(1).top, cached, "rte", "uniform", avil.FitConfig(epochs=1, batch_size=4, progress=False))
+    assert 0 <= history.test <= 1
+
+
+def test_roberta_layers(tmp_path):
+    """RoBERTa numbers positions from its padding id: the cached path must agree
+    with its own forward too (a tiny random RoBERTa, nothing downloaded)."""
+    from transformers import RobertaConfig, RobertaModel
+
+    from avil.models import TextEncoder
+
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=50, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=40, pad_token_id=1, type_vocab_size=1)
+    RobertaModel(config).save_pretrained(tmp_path)
+    lengths = [3, 9, 6]
+    ids = torch.full((3, 9), config.pad_token_id)
+    mask = torch.zeros(3, 9, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = torch.randint(3, 50, (n,))
+        mask[row, :n] = 1
+    x = {"input_ids": ids, "attention_mask": mask}
+    full = TextEncoder(tmp_path).eval()
+    partial = TextEncoder(tmp_path, trainable_layers=1).eval()
+    states = partial.frozen_states(x)
+    with torch.no_grad():
+        torch.testing.assert_close(partial.top(states), full(x), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(partial(x), full(x), atol=1e-5, rtol=1e-4)

