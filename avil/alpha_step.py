@@ -28,7 +28,7 @@ seconds spent, which History records per epoch.
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ class AlphaStep:
     seconds: wall time of the whole α-step (dev forward/backward passes included).
     converged: the solver met its tolerance ("lbfgs"); always False for a
         fixed number of first-order steps.
+    loss_without: with ``FitConfig.alpha_ablation``, {task: the dev loss at
+        the chosen α with that task's α set to 0}: how much the merged model
+        leans on each task's update (above loss_final: the update helped).
     """
 
     loss_init: float
@@ -60,9 +63,13 @@ class AlphaStep:
     on_bound: List[str]
     seconds: float
     converged: bool
+    loss_without: Optional[Dict[str, float]] = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if self.loss_without is None:
+            del data["loss_without"]
+        return data
 
 
 class CountedObjective:

@@ -44,6 +44,9 @@ class FitConfig:
         (alpha_steps=0: plain merge with α = α_init).
       alpha_dev_size: target dev examples the α-step sees, a fixed seeded
         sample per epoch (None: the whole dev set).
+      alpha_ablation: also record, each epoch, the dev loss at the chosen α
+        with each task's update dropped (History.alpha_step "loss_without";
+        K extra forward passes over the α-step's dev subset).
       alpha_init: "ones" (α ← 1 each epoch, as in Algorithm 1) | "weights"
         (α ← the current task weights).
       weight_update: "additive" w ← w + (α − 1) (the paper's printed rule) |
@@ -91,7 +94,8 @@ class FitConfig:
     alpha_tol: float = 1e-5
     alpha_steps: int = 10
     alpha_lr: float = 0.05
-    alpha_dev_size: Optional[int] = 1024
+    alpha_dev_size: Optional[int] = 512
+    alpha_ablation: bool = False
     alpha_init: str = "ones"
     weight_update: str = "additive"
     weight_min: float = 0.05
@@ -127,8 +131,9 @@ class FitConfig:
             if (not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0
                     or value == float("inf")):
                 bad(name, "must be a finite number > 0", example)
-        if not isinstance(self.progress, bool):
-            bad("progress", "must be True or False", False)
+        for name in ("progress", "alpha_ablation"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "must be True or False", False)
         self.device = check_device(self.device)
         if self.checkpoint_dir is not None:
             if not isinstance(self.checkpoint_dir, (str, os.PathLike)) or not str(self.checkpoint_dir):

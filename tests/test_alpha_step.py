@@ -135,3 +135,20 @@ def test_the_radius_limits_each_step_around_its_start():
     # a: 1 → 1.5 (radius); b: reaches its optimum 0.3 inside; c: 3 → 2.5 (radius)
     assert torch.allclose(alphas, torch.tensor([1.5, 0.3, 2.5]), atol=1e-4), alphas
     assert step.on_bound == ["a", "c"]
+
+
+def test_the_per_delta_ablation_is_the_dev_loss_with_one_update_dropped():
+    tasks = linear_suite()
+    torch.manual_seed(0)
+    model = MultiTaskModel(nn.Linear(6, 1, bias=False), {t.name: t.head for t in tasks})
+    config = avil.FitConfig(lr=0.05, batch_size=32, alpha_dev_size=None, alpha_ablation=True,
+                            progress=False).validate()
+    runner = AlphaVIL(model, FlatParameters(model), tasks, "target", config)
+    result = runner.train_epoch(0)
+    x, y = tasks[0].dev.tensors
+    alphas = torch.tensor([result["alphas"][t.name] for t in tasks])
+    for k, t in enumerate(tasks):
+        dropped = alphas.clone()
+        dropped[k] = 0.0
+        expected = F.mse_loss(x @ (runner.theta0 + runner.deltas.T @ dropped), y)
+        assert result["alpha_step"]["loss_without"][t.name] == pytest.approx(expected.item(), rel=1e-5)

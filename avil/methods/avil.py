@@ -113,16 +113,18 @@ class AlphaVIL(Method):
         dev_batches = [to_device(next(batches(target.dev, idx, len(idx), target.collate_fn)), self.device)
                        for idx in chunks]
 
-        def objective(alphas: torch.Tensor):
-            """L_dev(θ0 + Δᵀα) on the subset and ∇_α L = Δ·∇_θL (K,)."""
+        def dev_loss(alphas: torch.Tensor, gradient: bool = True) -> float:
+            """L_dev(θ0 + Δᵀα) on the subset; with ``gradient``, ∇_θ L left in flat.grad."""
             self.flat.merge_(self.theta0, self.deltas, alphas.to(self.device))  # θ_α
             self.flat.bind_grads(self.task_params[self.target])
             loss = torch.zeros((), device=self.device)
-            for (x, y), idx in zip(dev_batches, chunks):
-                # Each chunk's mean loss weighted by its share: the mean over the subset.
-                chunk_loss = target.loss_fn(self.model(x, self.target), y) * (len(idx) / total)
-                chunk_loss.backward()
-                loss += chunk_loss.detach()
+            with torch.set_grad_enabled(gradient):
+                for (x, y), idx in zip(dev_batches, chunks):
+                    # Each chunk's mean loss weighted by its share: the mean over the subset.
+                    chunk_loss = target.loss_fn(self.model(x, self.target), y) * (len(idx) / total)
+                    if gradient:
+                        chunk_loss.backward()
+                    loss += chunk_loss.detach()
             value = loss.item()
             if not math.isfinite(value):
                 raise TrainingError(
@@ -130,10 +132,20 @@ class AlphaVIL(Method):
                     f"{[round(a, 4) for a in alphas.tolist()]} in epoch {epoch + 1}. Training stopped; the "
                     "last checkpoint (if any) is kept. Fix: check the target's dev split for non-finite "
                     "inputs or invalid labels, or narrow the trust region (FitConfig.alpha_max).")
-            return value, ops.dots(self.deltas, self.flat.grad).cpu()  # ∇_α L = Δ·g (K,)
+            return value
+
+        def objective(alphas: torch.Tensor):
+            """L_dev(θ0 + Δᵀα) and ∇_α L = Δ·∇_θL (K,)."""
+            value = dev_loss(alphas)
+            return value, ops.dots(self.deltas, self.flat.grad).cpu()  # Δ·g (K,)
 
         self.model.eval()
-        return solve(objective, self.initial_alphas(), self.names, solver=cfg.alpha_solver,
-                     alpha_min=cfg.alpha_min, alpha_max=cfg.alpha_max, radius=cfg.alpha_radius,
-                     penalty=cfg.alpha_penalty,
-                     max_iter=cfg.alpha_max_iter, tol=cfg.alpha_tol, steps=cfg.alpha_steps, lr=cfg.alpha_lr)
+        alphas, step = solve(objective, self.initial_alphas(), self.names, solver=cfg.alpha_solver,
+                             alpha_min=cfg.alpha_min, alpha_max=cfg.alpha_max, radius=cfg.alpha_radius,
+                             penalty=cfg.alpha_penalty, max_iter=cfg.alpha_max_iter, tol=cfg.alpha_tol,
+                             steps=cfg.alpha_steps, lr=cfg.alpha_lr)
+        if cfg.alpha_ablation:
+            # The per-delta ablation: the dev loss at the chosen α with one task's update dropped.
+            step.loss_without = {name: dev_loss(alphas * (torch.arange(len(alphas)) != k), gradient=False)
+                                 for k, name in enumerate(self.names)}
+        return alphas, step

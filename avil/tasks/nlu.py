@@ -38,6 +38,7 @@ user passes is rejected on any empty text unless they ask for the same.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import importlib.util
@@ -629,3 +630,59 @@ def cache_features(tasks: Sequence[Task], encoder, batch_size: int = 64) -> List
                   for split in SPLITS}
         result.append(dataclasses.replace(task, **cached, collate_fn=pad_states))
     return result
+
+
+class TextSuite:
+    """``make_run(seed) -> (encoder, tasks)`` for ``reproduce.compare`` on the
+    text suite, with each seed's suite built (tokenised, and with
+    ``trainable_layers`` its frozen states cached) once, when it is first
+    asked for or by :meth:`prepare`.
+
+    Call ``prepare(seeds)`` before ``reproduce.compare(..., workers=N)``: the
+    forked workers then inherit the built suites instead of each caching
+    them again. Every run gets a freshly loaded encoder and untrained copies
+    of the seed's heads, so runs of a seed start from the same point.
+
+    model: a local folder or Hub name (None: the shipped all-MiniLM-L6-v2).
+    trainable_layers: k fine-tunes the top k transformer layers on cached
+        states (partial fine-tuning, :func:`cache_features`); None fine-tunes
+        the whole encoder on tokens.
+    pooling: "mean" | "cls" (``avil.models.TextEncoder``).
+    make_tasks_kwargs: passed to :func:`make_tasks` (sizes, data, target, ...).
+    """
+
+    def __init__(self, model=None, trainable_layers: Optional[int] = None, pooling: str = "mean",
+                 **make_tasks_kwargs):
+        self.model = str(model) if model is not None else str(minilm_path())
+        self.trainable_layers = trainable_layers
+        self.pooling = pooling
+        self.make_tasks_kwargs = make_tasks_kwargs
+        self.suites: Dict[int, List[Task]] = {}
+
+    def encoder(self):
+        from avil.models import TextEncoder
+
+        return TextEncoder(self.model, pooling=self.pooling, trainable_layers=self.trainable_layers)
+
+    def suite(self, seed: int) -> List[Task]:
+        """The seed's tasks as built (never trained: runs take copies of the heads)."""
+        if seed not in self.suites:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(self.model)
+            tasks = make_tasks(tokenizer, seed=seed, **self.make_tasks_kwargs)
+            if self.trainable_layers is not None:
+                with torch.no_grad():
+                    tasks = cache_features(tasks, self.encoder().eval())
+            self.suites[seed] = tasks
+        return self.suites[seed]
+
+    def prepare(self, seeds: Sequence[int]) -> "TextSuite":
+        for seed in seeds:
+            self.suite(seed)
+        return self
+
+    def __call__(self, seed: int):
+        encoder = self.encoder()
+        tasks = [dataclasses.replace(t, head=copy.deepcopy(t.head)) for t in self.suite(seed)]
+        return (encoder.top if self.trainable_layers is not None else encoder), tasks

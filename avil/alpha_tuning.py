@@ -1,0 +1,251 @@
+"""The ablation behind αVIL's α-step defaults (notebooks/03_alpha_tuning.ipynb).
+
+αVIL's α-step (avil/alpha_step.py) has choices the paper leaves open: the
+solver, the trust region, the weight rule, the dev subset, the weight bounds.
+This module runs every variant of them against ``single_task`` on four suites
+with known answers, paired per seed, so that each default in ``FitConfig`` is
+a measured choice:
+
+- ``toy``: avil/tasks/toy.py (a helpful, a noise and a harmful auxiliary;
+  scarce target; Adam);
+- ``multimnist``: MultiMNIST left ← right (SGD);
+- ``multimnist_extended``: a scarce MultiMNIST target with two coarsenings
+  of its labels, the other digit and a label-shuffled copy (SGD);
+- ``text``: the Rotten Tomatoes suite on MiniLM, top layer fine-tuned on
+  cached lower layers (Adam).
+
+    results = alpha_tuning.run(alpha_tuning.suites("default", seeds), seeds, workers=2)
+    alpha_tuning.differences_table(results)
+"""
+import dataclasses
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from .config import FitConfig
+from .history import History
+from .reproduce import compare, paired_difference
+
+#: The variants of the α-step every suite runs: label -> FitConfig changes
+#: from ``FitConfig()``'s α-step fields. "carried" is alpha_init="weights"
+#: with weight_update="replace": α starts each epoch from the weights and
+#: becomes them.
+CARRIED = dict(alpha_init="weights", weight_update="replace")
+VARIANTS: Dict[str, dict] = {
+    "Adam ×10, unbounded, additive (before)": dict(
+        alpha_solver="adam", alpha_min=None, alpha_max=None, alpha_radius=None, alpha_penalty=0.0,
+        alpha_init="ones", weight_update="additive"),
+    "L-BFGS, unbounded, additive": dict(
+        alpha_solver="lbfgs", alpha_min=None, alpha_max=None, alpha_radius=None, alpha_penalty=0.0,
+        alpha_init="ones", weight_update="additive"),
+    "L-BFGS, [0, 4], additive (paper's rule)": dict(
+        alpha_solver="lbfgs", alpha_min=0.0, alpha_max=4.0, alpha_radius=None, alpha_penalty=0.0,
+        alpha_init="ones", weight_update="additive"),
+    "L-BFGS, [0, 4], multiplicative": dict(
+        alpha_solver="lbfgs", alpha_min=0.0, alpha_max=4.0, alpha_radius=None, alpha_penalty=0.0,
+        alpha_init="ones", weight_update="multiplicative"),
+    "L-BFGS, [0, 4], carried": dict(
+        alpha_solver="lbfgs", alpha_min=0.0, alpha_max=4.0, alpha_radius=None, alpha_penalty=0.0, **CARRIED),
+    "L-BFGS, [0, 4] ∩ radius 0.5, carried": dict(
+        alpha_solver="lbfgs", alpha_min=0.0, alpha_max=4.0, alpha_radius=0.5, alpha_penalty=0.0, **CARRIED),
+    "L-BFGS, [0, 4] + penalty 0.05, carried": dict(
+        alpha_solver="lbfgs", alpha_min=0.0, alpha_max=4.0, alpha_radius=None, alpha_penalty=0.05, **CARRIED),
+    "Adam ×10, [0, 4], carried": dict(
+        alpha_solver="adam", alpha_min=0.0, alpha_max=4.0, alpha_radius=None, alpha_penalty=0.0, **CARRIED),
+}
+
+#: Cheaper knobs, varied one at a time from ``FitConfig()``'s defaults, on the
+#: suites where a run takes seconds (``Suite.extras``).
+EXTRAS: Dict[str, dict] = {
+    "default, dev subset 128": dict(alpha_dev_size=128),
+    "default, dev subset 2048": dict(alpha_dev_size=2048),
+    "default, ρ = 0.5": dict(rho=0.5),
+    "default, weight_max 2": dict(weight_max=2.0),
+    "default, weight_min 0.01": dict(weight_min=0.01),
+}
+DEFAULT = "FitConfig() defaults"
+
+
+@dataclasses.dataclass
+class Suite:
+    """One suite of the ablation: how to build a run, its target, the
+    FitConfig of its runs (training knobs only; the α-step's come from the
+    variants), the auxiliaries known to be harmful (``harmful``: each should
+    end below every other auxiliary), and whether the extra knobs run here."""
+
+    name: str
+    make_run: Callable[[int], tuple]
+    target: str
+    config: FitConfig
+    harmful: Sequence[str] = ()
+    extras: bool = False
+
+
+def suites(profile: str, seeds: Sequence[int], names: Optional[Sequence[str]] = None) -> Dict[str, Suite]:
+    """The suites at the profile's sizes ("smoke" | "default" | "paper").
+    The text suite's frozen states are cached here for every seed, before
+    any run forks."""
+    from .tasks import multimnist, nlu, toy
+
+    sizes = {
+        "smoke": dict(toy_epochs=2, mm=dict(n_train=256, n_dev=128, n_test=256), mm_epochs=1, ext_target=64,
+                      text=dict(n_train=16, n_dev=16, n_test=32), text_epochs=1),
+        "default": dict(toy_epochs=15, mm=dict(n_train=6000, n_dev=1000, n_test=5000), mm_epochs=6,
+                        ext_target=1000, text=dict(n_train=500, n_dev=500, n_test=None), text_epochs=3),
+        "paper": dict(toy_epochs=30, mm=dict(n_train=12000, n_dev=2000, n_test=10000), mm_epochs=8,
+                      ext_target=1000, text=dict(n_train=1000, n_dev=1000, n_test=None), text_epochs=5),
+    }[profile]
+    mm = sizes["mm"]
+
+    def multimnist_run(suite: str, n_target_train: Optional[int] = None):
+        def run(seed):
+            torch.manual_seed(seed)  # the encoder's initialisation
+            return multimnist.make_encoder(), multimnist.make_tasks(
+                "left", suite, seed=0, n_target_train=n_target_train, **mm)
+        return run
+
+    sgd = dict(batch_size=128, optimizer="sgd", progress=False)
+    out = {
+        "toy": Suite("toy", lambda seed: (toy.make_encoder(seed), toy.make_tasks(seed)), toy.TARGET,
+                     FitConfig(epochs=sizes["toy_epochs"], progress=False), harmful=("noise", "harmful"),
+                     extras=True),
+        "multimnist": Suite("multimnist", multimnist_run("basic"), "left",
+                            FitConfig(epochs=sizes["mm_epochs"], lr=0.05, **sgd), extras=True),
+        "multimnist_extended": Suite(
+            "multimnist_extended", multimnist_run("extended", sizes["ext_target"]), "left",
+            FitConfig(epochs=sizes["mm_epochs"], lr=0.02, **sgd), harmful=("shuffled", "right")),
+        "text": Suite("text", None, "sentiment",
+                      FitConfig(epochs=sizes["text_epochs"], batch_size=32, lr=1e-4, eval_batch_size=64,
+                                progress=False),
+                      harmful=("sentiment_shuffled",)),
+    }
+    out = {name: suite for name, suite in out.items() if names is None or name in names}
+    if "text" in out:
+        out["text"].make_run = nlu.TextSuite(trainable_layers=1, pooling="cls", max_length=64, n_aux_eval=32,
+                                             **sizes["text"]).prepare(seeds)
+    return out
+
+
+def variant_config(suite: Suite, changes: dict) -> FitConfig:
+    return dataclasses.replace(suite.config, **changes)
+
+
+def run(suites: Dict[str, Suite], seeds: Sequence[int], variants: Optional[Dict[str, dict]] = None,
+        extras: Optional[Dict[str, dict]] = None, workers: int = 1) -> Dict[str, Dict[str, List[History]]]:
+    """Every variant (and ``single_task``) on every suite and seed:
+    ``{suite: {label: [History per seed]}}``. The extras run only on suites
+    with ``extras=True``, beside ``FitConfig()``'s defaults (label ``DEFAULT``)."""
+    variants = VARIANTS if variants is None else variants
+    extras = EXTRAS if extras is None else extras
+    results = {}
+    for name, suite in suites.items():
+        runs = {label: ("avil", variant_config(suite, changes)) for label, changes in variants.items()}
+        if suite.extras:
+            runs[DEFAULT] = ("avil", suite.config)
+            runs.update({label: ("avil", variant_config(suite, changes)) for label, changes in extras.items()})
+        print(f"— {name}: {len(runs) + 1} configurations × {len(seeds)} seeds", flush=True)
+        results[name] = compare(suite.make_run, suite.target, ["single_task"], seeds, suite.config,
+                                variants=runs, workers=workers)
+    return results
+
+
+def harmful_lowest(history: History, harmful: Sequence[str], target: str) -> bool:
+    """Every harmful auxiliary's final weight is strictly below every other auxiliary's."""
+    final = history.task_weights[-1]
+    others = [final[n] for n in final if n != target and n not in harmful]
+    return all(final[h] < min(others) for h in harmful) if others else True
+
+
+def alpha_step_share(history: History) -> float:
+    """Seconds of the α-step over the seconds of the epochs (evaluation included)."""
+    return sum(history.alpha_step_seconds) / sum(history.epoch_seconds)
+
+
+def summary(results: Dict[str, Dict[str, List[History]]], suites: Dict[str, Suite]) -> Dict[str, Dict[str, dict]]:
+    """Per suite and variant: the paired difference from single_task (test
+    metric), the harmful-lowest check per seed, the α-step's cost and how far
+    α went: what the tables and metrics.json hold."""
+    out = {}
+    for name, by_label in results.items():
+        suite = suites[name]
+        reference = {h.seed: h.test for h in by_label["single_task"]}
+        out[name] = {}
+        for label, runs in by_label.items():
+            if label == "single_task":
+                continue
+            diff = paired_difference([h.test for h in runs], [reference[h.seed] for h in runs])
+            alphas = [a for h in runs for epoch in h.alphas for a in epoch.values()]
+            weights = [w for h in runs for epoch in h.task_weights for w in epoch.values()]
+            out[name][label] = {
+                "difference": diff.to_dict(),
+                "harmful_lowest": [harmful_lowest(h, suite.harmful, suite.target) for h in runs]
+                if suite.harmful else None,
+                "evaluations": sum(s["evaluations"] for h in runs for s in h.alpha_step)
+                / max(1, sum(len(h.alpha_step) for h in runs)),
+                "alpha_step_share": sum(alpha_step_share(h) for h in runs) / len(runs),
+                "alpha_range": [min(alphas), max(alphas)],
+                "weight_range": [min(weights), max(weights)],
+                "all_finite": all(torch.isfinite(torch.tensor(alphas + weights)).tolist()),
+                "test": [h.test for h in runs],
+            }
+    return out
+
+
+def differences_table(summary: Dict[str, Dict[str, dict]], scale: float = 100.0):
+    """Variant × suite: test minus single_task in points, mean ± 95 % CI
+    half-width (wins/seeds); an asterisk where the interval excludes 0."""
+    import pandas as pd
+
+    from .reproduce import PairedDifference
+
+    columns = {}
+    for suite, by_label in summary.items():
+        column = {}
+        for label, s in by_label.items():
+            diff = PairedDifference.from_dict(s["difference"])
+            column[label] = diff.format(scale) + (" *" if diff.verdict != "inside CI" else "")
+        columns[suite] = column
+    return pd.DataFrame(columns).fillna("")
+
+
+def checks_table(summary: Dict[str, Dict[str, dict]]):
+    """Variant × suite: seeds where the harmful auxiliaries end lowest, the
+    α-step's mean evaluations and share of the epoch time, and α's range."""
+    import pandas as pd
+
+    rows = []
+    for suite, by_label in summary.items():
+        for label, s in by_label.items():
+            lowest = s["harmful_lowest"]
+            rows.append({
+                "suite": suite, "variant": label,
+                "harmful lowest": f"{sum(lowest)}/{len(lowest)}" if lowest is not None else "",
+                "evaluations / epoch": round(s["evaluations"], 1),
+                "α-step share %": round(100 * s["alpha_step_share"], 1),
+                "α range": f"{s['alpha_range'][0]:.2f} … {s['alpha_range'][1]:.2f}",
+                "weight range": f"{s['weight_range'][0]:.2f} … {s['weight_range'][1]:.2f}",
+            })
+    return pd.DataFrame(rows).set_index(["suite", "variant"])
+
+
+def plot_differences(summary: Dict[str, Dict[str, dict]], scale: float = 100.0):
+    """One panel per suite: each variant's paired difference from single_task,
+    mean and 95 % CI (points), with the per-seed differences as dots."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(summary), figsize=(4.2 * len(summary), 0.45 * max(
+        len(s) for s in summary.values()) + 1.2), squeeze=False, sharey=True)
+    for ax, (suite, by_label) in zip(axes[0], summary.items()):
+        labels = list(by_label)
+        for row, label in enumerate(labels):
+            d = by_label[label]["difference"]
+            half = d["half_width"] if d["half_width"] is not None else 0.0
+            ax.errorbar(scale * d["mean"], row, xerr=scale * half, fmt="o", color="k", capsize=3)
+            ax.scatter([scale * x for x in d["differences"]], [row] * len(d["differences"]), s=10, alpha=0.5)
+        ax.axvline(0.0, color="grey", lw=0.8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(suite, fontsize=9)
+        ax.set_xlabel("test − single_task (points)")
+    fig.tight_layout()
+    return fig
