@@ -412,3 +412,11 @@ def test_roberta_layers(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(partial.top(states), full(x), atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(partial(x), full(x), atol=1e-5, rtol=1e-4)
+
+
+def test_batched_items_equal_single_items(suite):
+    data = suite["sentiment"].train
+    indices = [3, 0, len(data) - 1, 3]
+    for (x, y), (x1, y1) in zip(data.__getitems__(indices), [data[i] for i in indices]):
+        assert x.keys() == x1.keys() and all(torch.equal(x[k], x1[k]) and x[k].dtype == x1[k].dtype for k in x)
+        assert torch.equal(y, y1) and y.dtype == y1.dtype

@@ -269,6 +269,14 @@ class TokenizedDataset(TorchDataset):
         row = self._rows[int(i)]
         return {k: row[k] for k in self.keys}, row["label"]
 
+    def __getitems__(self, indices) -> list:
+        """Items ``[self[i] for i in indices]`` from one batched Arrow read
+        (torch's batched-fetch protocol; avil's up-front data checks use it)."""
+        rows = self.data.select(list(indices)).with_format(None)
+        columns = {k: rows[k] for k in (*self.keys, "label")}
+        return [({k: torch.tensor(columns[k][j]) for k in self.keys}, torch.tensor(columns["label"][j]))
+                for j in range(len(indices))]
+
     @property
     def labels(self) -> torch.Tensor:
         """All labels, (N,)."""
