@@ -91,8 +91,17 @@ class TextEncoder(nn.Module):
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
         from transformers import AutoModel  # heavy; only text users pay for it
+        from transformers.utils import logging as hf_logging
 
-        self.model = AutoModel.from_pretrained(str(path_or_name))
+        # No loading bar: notebooks build one encoder per run, and each bar
+        # would land in the saved outputs.
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            self.model = AutoModel.from_pretrained(str(path_or_name))
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         self.pooling = pooling
         self.out_features = self.model.config.hidden_size
         n_layers = len(self.model.encoder.layer)

@@ -68,6 +68,9 @@ def assert_numbers_make_sense(notebook, metrics):
     every metric, weight, α and loss is finite; the target beats chance."""
     bad = [(where, x) for where, x in numbers(metrics) if not math.isfinite(x)]
     assert not bad, f"non-finite numbers in {notebook}'s metrics: {bad[:5]}"
+    if notebook == "03_alpha_tuning":
+        assert_ablation_makes_sense(metrics)
+        return
     for target, methods in metrics["results"].items():
         assert "avil" in methods and "single_task" in methods, list(methods)
         alphas = [a for h in metrics_histories(metrics, "avil") for epoch in h["alphas"] for a in epoch.values()]
@@ -86,3 +89,18 @@ def metrics_histories(metrics, method):
         runs = value if key == method else value.get(method, []) if isinstance(value, dict) else []
         found += runs
     return found
+
+
+def assert_ablation_makes_sense(metrics):
+    """03: every suite ran every variant against single_task; α and the weights
+    stayed finite and the weights inside the widest bounds any variant sets."""
+    results = metrics["results"]
+    assert set(results) == {"toy", "multimnist", "multimnist_extended", "text"}, list(results)
+    for suite, variants in results.items():
+        assert len(variants) >= 8, (suite, list(variants))
+        for label, s in variants.items():
+            assert s["all_finite"], (suite, label)
+            assert 0.01 <= s["weight_range"][0] <= s["weight_range"][1] <= 4.0, (suite, label, s["weight_range"])
+            assert all(0 <= t <= 1 for t in s["test"]), (suite, label)
+    toy_single = [h["test"] for h in metrics["histories"]["toy"]["single_task"]]
+    assert min(toy_single) > 0.25 + 0.2, toy_single  # the toy target beats chance (4 classes)
