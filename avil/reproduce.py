@@ -621,10 +621,13 @@ def final_weights_table(histories: Dict[str, List[History]], scale: float = 100.
     return pd.DataFrame(rows).set_index(["rule", "seed"])
 
 
-def ranked_below(histories: Dict[str, List[History]], task: str, others: Sequence[str]) -> Dict[str, List[bool]]:
+def ranked_below(histories: Dict[str, List[History]], task: str, others: Sequence[str],
+                 strict: bool = True) -> Dict[str, List[bool]]:
     """Per label, per seed: does ``task`` end with a lower weight than every
-    task in ``others``? (E.g. a harmful control below the helpful auxiliaries.)"""
-    return {label: [all(h.task_weights[-1][task] < h.task_weights[-1][o] for o in others) for h in runs]
+    task in ``others``? (E.g. a harmful control below the helpful auxiliaries.)
+    strict=False also counts a tie (e.g. two tasks on the weight floor) as below."""
+    below = (lambda a, b: a < b) if strict else (lambda a, b: a <= b)
+    return {label: [all(below(h.task_weights[-1][task], h.task_weights[-1][o]) for o in others) for h in runs]
             for label, runs in histories.items()}
 
 

@@ -230,6 +230,9 @@ def test_ranked_below_and_the_final_weights_table():
             "other": [history(0, {"t": 1.0, "good": 0.2, "bad": 0.3})]}
     assert reproduce.ranked_below(runs, "bad", ["good"]) == {"avil": [True, False], "other": [False]}
     assert reproduce.ranked_below(runs, "bad", ["good", "t"])["avil"] == [True, False]
+    floor = {"avil": [history(0, {"t": 1.0, "good": 0.05, "bad": 0.05})]}  # both on the weight floor
+    assert reproduce.ranked_below(floor, "bad", ["good"]) == {"avil": [False]}
+    assert reproduce.ranked_below(floor, "bad", ["good"], strict=False) == {"avil": [True]}
     table = reproduce.final_weights_table(runs)
     assert table.loc[("avil", 1), "bad"] == 0.7 and table.loc[("other", 0), "test %"] == 50.0
 
