@@ -621,11 +621,108 @@ def final_weights_table(histories: Dict[str, List[History]], scale: float = 100.
     return pd.DataFrame(rows).set_index(["rule", "seed"])
 
 
-def ranked_below(histories: Dict[str, List[History]], task: str, others: Sequence[str]) -> Dict[str, List[bool]]:
+def ranked_below(histories: Dict[str, List[History]], task: str, others: Sequence[str],
+                 strict: bool = True) -> Dict[str, List[bool]]:
     """Per label, per seed: does ``task`` end with a lower weight than every
-    task in ``others``? (E.g. a harmful control below the helpful auxiliaries.)"""
-    return {label: [all(h.task_weights[-1][task] < h.task_weights[-1][o] for o in others) for h in runs]
+    task in ``others``? (E.g. a harmful control below the helpful auxiliaries.)
+    strict=False also counts a tie (e.g. two tasks on the weight floor) as below."""
+    below = (lambda a, b: a < b) if strict else (lambda a, b: a <= b)
+    return {label: [all(below(h.task_weights[-1][task], h.task_weights[-1][o]) for o in others) for h in runs]
             for label, runs in histories.items()}
+
+
+def _alpha_step_runs(histories: Dict[str, List[History]]):
+    """(label, History) of every run with an α-step (αVIL's), in order."""
+    return [(label, h) for label, runs in histories.items() for h in runs if h.alpha_step]
+
+
+def alpha_step_records(histories: Dict[str, List[History]]) -> List[dict]:
+    """What every αVIL run's α-step did, one flat record per (label, seed,
+    epoch), JSON-able (for a metrics file) and the rows of ``alpha_step_table``:
+    ``rule`` (the label), ``seed``, ``epoch`` (1-based), ``α[task]`` (the
+    chosen α) and ``w[task]`` (the task weight after the epoch) for every
+    task, the target's dev loss on the α-step's dev subset at α_init
+    (``loss_init``) and at the chosen α (``loss_final``), the solver's
+    ``iterations`` and ``evaluations``, ``on_bound`` (the tasks whose α ended
+    on a bound of the trust region), ``converged`` and ``seconds`` (the
+    α-step's wall time). Runs without an α-step (other methods) are left out."""
+    rows = []
+    for label, h in _alpha_step_runs(histories):
+        for epoch, (step, alphas, weights, seconds) in enumerate(
+                zip(h.alpha_step, h.alphas, h.task_weights, h.alpha_step_seconds), 1):
+            rows.append({"rule": label, "seed": h.seed, "epoch": epoch,
+                         **{f"α[{name}]": alphas[name] for name in h.tasks},
+                         **{f"w[{name}]": weights[name] for name in h.tasks},
+                         **{key: step[key] for key in ("loss_init", "loss_final", "iterations", "evaluations",
+                                                       "on_bound", "converged")},
+                         "seconds": seconds})
+    return rows
+
+
+def alpha_step_table(histories: Dict[str, List[History]], digits: int = 3):
+    """A pandas table of ``alpha_step_records``, indexed by (rule, seed,
+    epoch): per epoch of every αVIL run, α and the weight of each task, the
+    dev loss before (at α_init) and after the α-step, the solver's work, the
+    α on a bound and whether it converged."""
+    import pandas as pd
+
+    frame = pd.DataFrame(alpha_step_records(histories)).set_index(["rule", "seed", "epoch"])
+    frame["on_bound"] = [", ".join(names) or "—" for names in frame["on_bound"]]
+    frame = frame.rename(columns={"loss_init": "dev loss at α_init", "loss_final": "dev loss at α",
+                                  "on_bound": "α on a bound", "seconds": "α-step s"})
+    return frame.round(digits)
+
+
+def ablation_records(histories: Dict[str, List[History]]) -> List[dict]:
+    """The per-delta ablation of every αVIL run, one record per (label, seed,
+    epoch): ``rule``, ``seed``, ``epoch`` and, per task, the target's dev loss
+    at the chosen α with that task's update dropped (its α set to 0) minus the
+    dev loss at the chosen α (``History.alpha_step``'s ``loss_without`` minus
+    ``loss_final``, on the α-step's dev subset). Positive: the merged model
+    leans on that task's update (dropping it raises the dev loss); negative:
+    the target would be better off without it; 0: its α is 0.
+    Raises ValueError naming the run if it was made without
+    ``FitConfig(alpha_ablation=True)``."""
+    rows = []
+    for label, h in _alpha_step_runs(histories):
+        for epoch, step in enumerate(h.alpha_step, 1):
+            if step.get("loss_without") is None:
+                raise ValueError(f"{label} seed {h.seed}, epoch {epoch}: no per-delta ablation recorded "
+                                 "(History.alpha_step has no 'loss_without'). Fix: run it with "
+                                 "FitConfig(alpha_ablation=True).")
+            rows.append({"rule": label, "seed": h.seed, "epoch": epoch,
+                         **{name: step["loss_without"][name] - step["loss_final"] for name in h.tasks}})
+    return rows
+
+
+def ablation_table(histories: Dict[str, List[History]], digits: int = 4):
+    """A pandas table of ``ablation_records``, indexed by (rule, seed, epoch),
+    one column per task: the rise of the target's dev loss when that task's
+    update is dropped from the merge at the chosen α."""
+    import pandas as pd
+
+    return pd.DataFrame(ablation_records(histories)).set_index(["rule", "seed", "epoch"]).round(digits)
+
+
+def alpha_step_cost(histories: Dict[str, List[History]]) -> Dict[str, dict]:
+    """Per label with an α-step: its seconds against the whole epoch's, over
+    all runs and epochs: ``runs``, ``epochs``, ``alpha_step_seconds`` and
+    ``epoch_seconds`` (means per epoch) and ``share`` (total α-step seconds
+    over total epoch seconds, in [0, 1]). An epoch's seconds hold its task
+    passes, the α-step, the merge, the dev and test evaluation, and (with
+    ``alpha_ablation``) the per-delta ablation; the α-step's hold the solver's
+    dev-loss evaluations and α-gradients only."""
+    out = {}
+    for label, runs in histories.items():
+        runs = [h for h in runs if h.alpha_step]
+        if not runs:
+            continue
+        step = [s for h in runs for s in h.alpha_step_seconds]
+        epoch = [s for h in runs for s in h.epoch_seconds]
+        out[label] = {"runs": len(runs), "epochs": len(epoch), "alpha_step_seconds": statistics.fmean(step),
+                      "epoch_seconds": statistics.fmean(epoch),
+                      "share": sum(step) / sum(epoch) if sum(epoch) > 0 else math.nan}
+    return out
 
 
 def plot_final_weights(histories: Dict[str, List[History]], colors: Optional[Dict[str, str]] = None,

@@ -44,11 +44,12 @@ def test_papermill_run_with_injected_parameters(path, tmp_path, monkeypatch):
     assert_numbers_make_sense(path.stem, metrics)
 
 
-# The target's chance level (1 / classes) in the notebooks whose smoke profile
-# trains long enough to learn. 02_nlu's smoke profile fine-tunes on 8 examples
-# per task (the pipeline, not learning, in seconds), so only finiteness is
-# checked there.
-CHANCE = {"00_quickstart": 0.25, "01_multimnist": 0.10}
+# The notebooks whose smoke profile trains long enough to learn: the target's
+# chance level, and how far above it single_task and αVIL must land. 02_nlu's
+# chance is its target's majority-class rate on the same test split (its
+# metrics file's "majority_rate"); its smoke profile fine-tunes one layer on
+# 200 snippets for 3 epochs, so it is held to smaller margins.
+CHANCE = {"00_quickstart": (0.25, 0.2, 0.05), "01_multimnist": (0.10, 0.2, 0.05), "02_nlu": ("majority", 0.05, 0.02)}
 
 
 def numbers(value, where=""):
@@ -76,10 +77,12 @@ def assert_numbers_make_sense(notebook, metrics):
         alphas = [a for h in metrics_histories(metrics, "avil") for epoch in h["alphas"] for a in epoch.values()]
         assert alphas, "αVIL recorded its α"
         if notebook in CHANCE:
-            chance = CHANCE[notebook]
+            chance, single_margin, avil_margin = CHANCE[notebook]
+            if chance == "majority":
+                chance = metrics["majority_rate"]["mean"]
             single, alpha_vil = methods["single_task"]["test_mean"], methods["avil"]["test_mean"]
-            assert single > chance + 0.2, (target, single, chance)
-            assert alpha_vil > chance + 0.05, (target, alpha_vil, chance)
+            assert single > chance + single_margin, (target, single, chance)
+            assert alpha_vil > chance + avil_margin, (target, alpha_vil, chance)
 
 
 def metrics_histories(metrics, method):

@@ -230,6 +230,9 @@ def test_ranked_below_and_the_final_weights_table():
             "other": [history(0, {"t": 1.0, "good": 0.2, "bad": 0.3})]}
     assert reproduce.ranked_below(runs, "bad", ["good"]) == {"avil": [True, False], "other": [False]}
     assert reproduce.ranked_below(runs, "bad", ["good", "t"])["avil"] == [True, False]
+    floor = {"avil": [history(0, {"t": 1.0, "good": 0.05, "bad": 0.05})]}  # both on the weight floor
+    assert reproduce.ranked_below(floor, "bad", ["good"]) == {"avil": [False]}
+    assert reproduce.ranked_below(floor, "bad", ["good"], strict=False) == {"avil": [True]}
     table = reproduce.final_weights_table(runs)
     assert table.loc[("avil", 1), "bad"] == 0.7 and table.loc[("other", 0), "test %"] == 50.0
 
@@ -251,3 +254,71 @@ def test_summary_and_table_pair_every_method_with_single_task_per_seed():
     assert frame.loc["better", "verdict"] == "higher"
     assert frame.loc["same", "verdict"] == "inside CI"  # +0.33 points on average, but not a win
     assert frame.loc["better", "Δ vs single_task (95 % CI, wins)"].startswith("+3.33 ± ")
+
+
+# -- αVIL's α-step: diagnostics, per-delta ablation, cost ---------------------
+
+@pytest.fixture(scope="module")
+def avil_runs():
+    """αVIL with the per-delta ablation on the toy suite (2 seeds, 2 epochs), beside uniform."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    config = avil.FitConfig(epochs=2, progress=False, alpha_ablation=True)
+    runs = reproduce.compare(small_run, toy.TARGET, ["uniform", "avil"], [0, 1], config, progress=False)
+    torch.set_num_threads(threads)
+    return runs
+
+
+def test_alpha_step_records_are_the_histories_own_numbers(avil_runs):
+    records = reproduce.alpha_step_records(avil_runs)
+    assert [(r["rule"], r["seed"], r["epoch"]) for r in records] == [("avil", s, e) for s in (0, 1) for e in (1, 2)]
+    h, row = avil_runs["avil"][1], records[3]  # seed 1, epoch 2
+    for name in h.tasks:
+        assert (row[f"α[{name}]"], row[f"w[{name}]"]) == (h.alphas[1][name], h.task_weights[1][name])
+    assert (row["loss_init"], row["loss_final"], row["on_bound"]) == tuple(
+        h.alpha_step[1][k] for k in ("loss_init", "loss_final", "on_bound"))
+    assert row["seconds"] == h.alpha_step_seconds[1]
+    assert json.dumps(records)
+    table = reproduce.alpha_step_table(avil_runs)
+    assert table.loc[("avil", 1, 2), "dev loss at α"] == round(h.alpha_step[1]["loss_final"], 3)
+    assert set(table["α on a bound"]) <= {"—"} | {", ".join(s["on_bound"]) for r in avil_runs["avil"]
+                                                   for s in r.alpha_step}
+
+
+def test_ablation_is_the_rise_of_the_dev_loss_without_each_delta(avil_runs):
+    records = reproduce.ablation_records(avil_runs)
+    assert len(records) == 4
+    assert any(a == 0.0 for h in avil_runs["avil"] for alphas in h.alphas for a in alphas.values())  # checked below
+    for row, (h, epoch) in zip(records, [(h, e) for h in avil_runs["avil"] for e in range(2)]):
+        step = h.alpha_step[epoch]
+        for name in h.tasks:
+            assert row[name] == pytest.approx(step["loss_without"][name] - step["loss_final"])
+            if h.alphas[epoch][name] == 0.0:  # an update the merge does not use: dropping it changes nothing
+                assert row[name] == pytest.approx(0.0, abs=1e-6)
+    table = reproduce.ablation_table(avil_runs)
+    assert list(table.columns) == avil_runs["avil"][0].tasks and len(table) == 4
+
+
+def test_ablation_names_a_run_made_without_it(avil_runs):
+    plain = avil.History.from_dict(avil_runs["avil"][0].to_dict())
+    for step in plain.alpha_step:
+        del step["loss_without"]
+    with pytest.raises(ValueError, match=r"avil seed 0, epoch 1: no per-delta ablation .*FitConfig\(alpha_ablation=True\)"):
+        reproduce.ablation_records({"avil": [plain]})
+
+
+def test_alpha_step_cost_is_the_share_of_the_epochs_seconds():
+    def run(seed, step_seconds, epoch_seconds):
+        h = avil.History(method="avil", target="t", tasks=["t"], seed=seed)
+        for s, e in zip(step_seconds, epoch_seconds):
+            h.record(task_weights={"t": 1.0}, alphas={"t": 1.0}, train_loss={}, dev=0.5, test=0.5, seconds=e,
+                     alpha_step={"loss_init": 1.0, "loss_final": 0.9, "iterations": 1, "evaluations": 2,
+                                 "on_bound": [], "converged": True, "seconds": s})
+        return h
+
+    plain = avil.History(method="uniform", target="t", tasks=["t"], seed=0)
+    cost = reproduce.alpha_step_cost({"avil": [run(0, [1.0, 2.0], [10.0, 10.0]), run(1, [3.0], [20.0])],
+                                      "uniform": [plain]})
+    assert list(cost) == ["avil"]  # no α-step, no entry
+    assert cost["avil"] == {"runs": 2, "epochs": 3, "alpha_step_seconds": pytest.approx(2.0),
+                            "epoch_seconds": pytest.approx(40 / 3), "share": pytest.approx(6 / 40)}
