@@ -32,7 +32,7 @@ from .reproduce import compare, paired_difference
 #: becomes them.
 CARRIED = dict(alpha_init="weights", weight_update="replace")
 VARIANTS: Dict[str, dict] = {
-    "Adam ×10, unbounded, additive (before)": dict(
+    "Adam ×10, unbounded, additive (the old α-step)": dict(
         alpha_solver="adam", alpha_min=None, alpha_max=None, alpha_radius=None, alpha_penalty=0.0,
         alpha_init="ones", weight_update="additive"),
     "L-BFGS, unbounded, additive": dict(
@@ -54,15 +54,17 @@ VARIANTS: Dict[str, dict] = {
         alpha_solver="adam", alpha_min=0.0, alpha_max=4.0, alpha_radius=None, alpha_penalty=0.0, **CARRIED),
 }
 
-#: Cheaper knobs, varied one at a time from ``FitConfig()``'s defaults, on the
-#: suites where a run takes seconds (``Suite.extras``).
+#: Cheaper knobs, varied one at a time from ``FitConfig()``'s defaults (``Suite.extras``).
 EXTRAS: Dict[str, dict] = {
-    "default, dev subset 128": dict(alpha_dev_size=128),
-    "default, dev subset 2048": dict(alpha_dev_size=2048),
+    "default, dev subset 64": dict(alpha_dev_size=64),
+    "default, dev subset 1024": dict(alpha_dev_size=1024),
     "default, ρ = 0.5": dict(rho=0.5),
     "default, weight_max 2": dict(weight_max=2.0),
     "default, weight_min 0.01": dict(weight_min=0.01),
 }
+#: The extras that change the α-step's cost, run on every suite with extras;
+#: the others only where a run takes seconds (``Suite.extras == "all"``).
+COST_EXTRAS = ("default, dev subset 64", "default, dev subset 1024")
 DEFAULT = "FitConfig() defaults"
 
 
@@ -71,14 +73,15 @@ class Suite:
     """One suite of the ablation: how to build a run, its target, the
     FitConfig of its runs (training knobs only; the α-step's come from the
     variants), the auxiliaries known to be harmful (``harmful``: each should
-    end below every other auxiliary), and whether the extra knobs run here."""
+    end below every other auxiliary), and which extra knobs run here: "all",
+    "cost" (the dev-subset sizes only) or None."""
 
     name: str
     make_run: Callable[[int], tuple]
     target: str
     config: FitConfig
     harmful: Sequence[str] = ()
-    extras: bool = False
+    extras: Optional[str] = None
 
 
 def suites(profile: str, seeds: Sequence[int], names: Optional[Sequence[str]] = None) -> Dict[str, Suite]:
@@ -88,32 +91,35 @@ def suites(profile: str, seeds: Sequence[int], names: Optional[Sequence[str]] = 
     from .tasks import multimnist, nlu, toy
 
     sizes = {
-        "smoke": dict(toy_epochs=2, mm=dict(n_train=256, n_dev=128, n_test=256), mm_epochs=1, ext_target=64,
+        "smoke": dict(toy_epochs=2, mm=dict(n_train=256, n_dev=128, n_test=256), mm_epochs=1,
+                      ext=dict(n_train=256, n_dev=128, n_test=256), ext_target=64, ext_epochs=1,
                       text=dict(n_train=16, n_dev=16, n_test=32), text_epochs=1),
         "default": dict(toy_epochs=15, mm=dict(n_train=6000, n_dev=1000, n_test=5000), mm_epochs=6,
-                        ext_target=1000, text=dict(n_train=500, n_dev=500, n_test=None), text_epochs=3),
+                        ext=dict(n_train=4000, n_dev=1000, n_test=5000), ext_target=1000, ext_epochs=8,
+                        text=dict(n_train=500, n_dev=500, n_test=None), text_epochs=3),
         "paper": dict(toy_epochs=30, mm=dict(n_train=12000, n_dev=2000, n_test=10000), mm_epochs=8,
-                      ext_target=1000, text=dict(n_train=1000, n_dev=1000, n_test=None), text_epochs=5),
+                      ext=dict(n_train=12000, n_dev=2000, n_test=10000), ext_target=1000, ext_epochs=8,
+                      text=dict(n_train=1000, n_dev=1000, n_test=None), text_epochs=5),
     }[profile]
     mm = sizes["mm"]
 
-    def multimnist_run(suite: str, n_target_train: Optional[int] = None):
+    def multimnist_run(suite: str, n_target_train: Optional[int] = None, sizes: dict = mm):
         def run(seed):
             torch.manual_seed(seed)  # the encoder's initialisation
             return multimnist.make_encoder(), multimnist.make_tasks(
-                "left", suite, seed=0, n_target_train=n_target_train, **mm)
+                "left", suite, seed=0, n_target_train=n_target_train, **sizes)
         return run
 
     sgd = dict(batch_size=128, optimizer="sgd", progress=False)
     out = {
         "toy": Suite("toy", lambda seed: (toy.make_encoder(seed), toy.make_tasks(seed)), toy.TARGET,
                      FitConfig(epochs=sizes["toy_epochs"], progress=False), harmful=("noise", "harmful"),
-                     extras=True),
-        "multimnist": Suite("multimnist", multimnist_run("basic"), "left",
-                            FitConfig(epochs=sizes["mm_epochs"], lr=0.05, **sgd), extras=True),
+                     extras="all"),
+        "multimnist": Suite("multimnist", multimnist_run("basic", sizes=mm), "left",
+                            FitConfig(epochs=sizes["mm_epochs"], lr=0.05, **sgd), extras="cost"),
         "multimnist_extended": Suite(
-            "multimnist_extended", multimnist_run("extended", sizes["ext_target"]), "left",
-            FitConfig(epochs=sizes["mm_epochs"], lr=0.02, **sgd), harmful=("shuffled", "right")),
+            "multimnist_extended", multimnist_run("extended", sizes["ext_target"], sizes["ext"]), "left",
+            FitConfig(epochs=sizes["ext_epochs"], lr=0.02, **sgd), harmful=("shuffled", "right")),
         "text": Suite("text", None, "sentiment",
                       FitConfig(epochs=sizes["text_epochs"], batch_size=32, lr=1e-4, eval_batch_size=64,
                                 progress=False),
@@ -133,8 +139,9 @@ def variant_config(suite: Suite, changes: dict) -> FitConfig:
 def run(suites: Dict[str, Suite], seeds: Sequence[int], variants: Optional[Dict[str, dict]] = None,
         extras: Optional[Dict[str, dict]] = None, workers: int = 1) -> Dict[str, Dict[str, List[History]]]:
     """Every variant (and ``single_task``) on every suite and seed:
-    ``{suite: {label: [History per seed]}}``. The extras run only on suites
-    with ``extras=True``, beside ``FitConfig()``'s defaults (label ``DEFAULT``)."""
+    ``{suite: {label: [History per seed]}}``. The extras run on the suites
+    that take them (``Suite.extras``), beside ``FitConfig()``'s defaults
+    (label ``DEFAULT``)."""
     variants = VARIANTS if variants is None else variants
     extras = EXTRAS if extras is None else extras
     results = {}
@@ -142,7 +149,8 @@ def run(suites: Dict[str, Suite], seeds: Sequence[int], variants: Optional[Dict[
         runs = {label: ("avil", variant_config(suite, changes)) for label, changes in variants.items()}
         if suite.extras:
             runs[DEFAULT] = ("avil", suite.config)
-            runs.update({label: ("avil", variant_config(suite, changes)) for label, changes in extras.items()})
+            runs.update({label: ("avil", variant_config(suite, changes)) for label, changes in extras.items()
+                         if suite.extras == "all" or label in COST_EXTRAS})
         print(f"— {name}: {len(runs) + 1} configurations × {len(seeds)} seeds", flush=True)
         results[name] = compare(suite.make_run, suite.target, ["single_task"], seeds, suite.config,
                                 variants=runs, workers=workers)

@@ -94,7 +94,7 @@ class FitConfig:
     alpha_tol: float = 1e-5
     alpha_steps: int = 10
     alpha_lr: float = 0.05
-    alpha_dev_size: Optional[int] = 512
+    alpha_dev_size: Optional[int] = 256
     alpha_ablation: bool = False
     alpha_init: str = "ones"
     weight_update: str = "additive"

@@ -152,3 +152,21 @@ def test_the_per_delta_ablation_is_the_dev_loss_with_one_update_dropped():
         dropped[k] = 0.0
         expected = F.mse_loss(x @ (runner.theta0 + runner.deltas.T @ dropped), y)
         assert result["alpha_step"]["loss_without"][t.name] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_no_run_diverges_on_the_extended_multimnist_suite():
+    """The suite where an unconstrained solve extrapolated (α −19 … +10) and its
+    weights became loss scales of −23 and 15: under the defaults every α stays
+    finite and inside its box, every weight inside its bounds."""
+    from avil.tasks import multimnist
+
+    torch.manual_seed(0)
+    tasks = multimnist.make_tasks("left", "extended", n_train=768, n_dev=256, n_test=256, n_target_train=128)
+    config = avil.FitConfig(epochs=3, batch_size=64, optimizer="sgd", lr=0.05, progress=False)
+    h = avil.fit(multimnist.make_encoder(), tasks, "left", "avil", config)
+    alphas = torch.tensor([a for epoch in h.alphas for a in epoch.values()])
+    weights = torch.tensor([w for epoch in h.task_weights for w in epoch.values()])
+    assert len(alphas) == 3 * 5 and torch.isfinite(alphas).all() and torch.isfinite(weights).all()
+    assert ((alphas >= config.alpha_min) & (alphas <= config.alpha_max)).all(), alphas
+    assert ((weights >= config.weight_min) & (weights <= config.weight_max)).all(), weights
+    assert all(s["loss_final"] <= s["loss_init"] for s in h.alpha_step)
