@@ -119,7 +119,8 @@ def init(backend: Optional[str] = None, timeout: timedelta = DEFAULT_TIMEOUT,
     return this rank's device for ``FitConfig(device=...)``.
 
     backend: None picks NCCL where CUDA is available (each rank on GPU
-        LOCAL_RANK, made its current device), else gloo on the CPU.
+        LOCAL_RANK, made its current device, which "cuda" then means), else
+        gloo on the CPU.
     timeout: how long a collective waits for the other ranks before the run
         stops with DistributedError (``DEFAULT_TIMEOUT``).
     dev_gradient: "split" | "once", how the α-step's dev gradient is computed
@@ -144,7 +145,7 @@ def init(backend: Optional[str] = None, timeout: timedelta = DEFAULT_TIMEOUT,
             raise RuntimeError(f"avil.distributed.init: LOCAL_RANK {local_rank} but this node has "
                                f"{torch.cuda.device_count()} GPUs. Fix: torchrun --nproc-per-node ≤ the GPU count.")
         torch.cuda.set_device(local_rank)
-        device = f"cuda:{local_rank}"
+        device = "cuda"  # this rank's GPU: the same string on every rank, so their Histories are equal
     dist.init_process_group(backend, timeout=timeout)
     _settings["dev_gradient"] = dev_gradient
     return device
@@ -360,25 +361,25 @@ class Group:
                 f"cuda:{torch.cuda.current_device()}. Fix: FitConfig(device=avil.distributed.init()).")
         self.names = [t.name for t in tasks]
         self.owner = assign_tasks(task_costs(tasks, config), self.world_size)
-        return config if self.rank == 0 else dataclasses.replace(config, progress=False)
+        # "cuda" (the rank's own GPU) rather than "cuda:<rank>": the History, which
+        # records the config, and a resume's check of it are the same on every rank.
+        return dataclasses.replace(config, device=device.type, progress=config.progress and self.rank == 0)
 
     def check_writable(self, directory) -> None:
         """Rank 0 checks the directory and leaves a token there; every rank must
         read it (a file system they share) and write there itself."""
         directory = Path(directory)
-        token, error = None, None
+        token, error = secrets.token_hex(8), None
         if self.rank == 0:
             try:
                 io.check_writable(directory, "FitConfig.checkpoint_dir")
-                token = secrets.token_hex(8)
-                io.write_text(directory / ".avil-shared", token)
+                io.write_text(directory / f".avil-shared-{token}", token)
             except Exception as err:
                 error = err
         token = self.agree("checking FitConfig.checkpoint_dir", error, token)[0]
-        error = None
+        shared, error = directory / f".avil-shared-{token}", None
         try:
-            if (directory / ".avil-shared").read_text() != token:
-                raise FileNotFoundError("another run's token")
+            shared.read_text()
             probe = directory / f".avil-write-test-rank{self.rank}"
             io.write_text(probe, "ok")
             probe.unlink()
@@ -389,7 +390,7 @@ class Group:
                 "every process sees and can write (e.g. NFS across nodes).")
         self.agree("checking FitConfig.checkpoint_dir on every rank", error)
         if self.rank == 0:
-            (directory / ".avil-shared").unlink()
+            shared.unlink()
 
     def share(self, flat: FlatParameters, config: FitConfig) -> None:
         """Every rank starts from rank 0's θ (as DDP does), after checking that

@@ -84,13 +84,13 @@ def results(processes, out, world_size=2, timeout=120):
     return [json.loads(Path(f"{out}.{r}.json").read_text()) for r in range(world_size)]
 
 
-def toy_run(**config) -> avil.History:
+def toy_run(resume=False, **config) -> avil.History:
     """WORKER's run in this process, on one torch thread like the workers."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         return avil.fit(toy_suite.make_encoder(0), toy_suite.make_tasks(0), toy_suite.TARGET, "avil",
-                        avil.FitConfig(progress=False, **config))
+                        avil.FitConfig(progress=False, **config), resume=resume)
     finally:
         torch.set_num_threads(threads)
 
@@ -220,6 +220,13 @@ def test_a_killed_rank_stops_the_other_and_resume_under_torchrun_equals_the_unin
     assert resumed_history == uninterrupted
     assert resumed_history == other_rank
     assert resumed_history.resumes == [{"epoch": saved, "changed": {}}]
+
+    # Another P: one process goes on from the 2-process checkpoint, loading every task's file.
+    with group_of_one(tmp_path):
+        longer = toy_run(**dict(config, epochs=4), resume=True)
+    assert longer.resumes[-1] == {"epoch": 3, "changed": {"epochs": [3, 4], "world_size": [2, 1]}}
+    assert longer.dev[:3] == uninterrupted.dev and longer.alphas[:3] == uninterrupted.alphas
+    assert len(longer.dev) == 4
 
 
 def test_an_error_on_one_rank_stops_every_rank_with_its_message(tmp_path):
