@@ -229,6 +229,24 @@ def test_a_killed_rank_stops_the_other_and_resume_under_torchrun_equals_the_unin
     assert len(longer.dev) == 4
 
 
+def test_a_hung_rank_stops_the_other_after_the_collective_timeout(tmp_path):
+    config = dict(epochs=3, checkpoint_dir=str(tmp_path / "hung"))
+    processes, out = launch(tmp_path, "hung", sleep=0.01, timeout=8, **config)
+    while not checkpoint.exists(config["checkpoint_dir"]):
+        assert processes[0].poll() is None, "rank 0 ended before its first checkpoint"
+        time.sleep(0.05)
+    processes[1].send_signal(signal.SIGSTOP)  # alive, its connections open, but silent
+    try:
+        start = time.perf_counter()
+        processes[0].wait(timeout=60)
+        assert time.perf_counter() - start < 30  # the 8 s timeout and the rest of rank 0's epoch
+    finally:
+        processes[1].kill()
+    error = json.loads(Path(f"{out}.0.json").read_text())["error"]
+    assert "rank 0 of 2" in error and "Timed out" in error  # gloo's words for the timeout
+    assert checkpoint.load(config["checkpoint_dir"])["history"]["dev"]  # intact, at least one epoch
+
+
 def test_an_error_on_one_rank_stops_every_rank_with_its_message(tmp_path):
     processes, out = launch(tmp_path, "nan", nan_task="noise", epochs=2)
     owner = distributed.assign_tasks(distributed.task_costs(toy_suite.make_tasks(0), avil.FitConfig()), 2)["noise"]
