@@ -36,12 +36,20 @@ WORKER = textwrap.dedent("""
     args = json.loads(sys.argv[1])
     device = avil.distributed.init(timeout=datetime.timedelta(seconds=args["timeout"]),
                                    dev_gradient=args["dev_gradient"])
+
+    def slow_cross_entropy(out, y, reduction="mean"):  # so that the test can stop a rank mid-run
+        time.sleep(args["sleep"])
+        return F.cross_entropy(out, y, reduction=reduction)
+
+    def nan_in_training(out, y):  # avil.fit's checks before training run without gradients
+        return F.cross_entropy(out, y) * (float("nan") if torch.is_grad_enabled() else 1.0)
+
     tasks = toy_suite.make_tasks(0)
     for t in tasks:
-        if args["sleep"] and t.loss_fn is F.cross_entropy:  # slow, so that the test can kill a rank mid-run
-            t.loss_fn = lambda out, y, reduction="mean": (time.sleep(args["sleep"]), F.cross_entropy(out, y))[1]
-        if t.name == args["nan_task"]:  # NaN in training only (avil.fit's checks run without gradients)
-            t.loss_fn = lambda out, y: F.cross_entropy(out, y) * (float("nan") if torch.is_grad_enabled() else 1)
+        if args["sleep"] and t.loss_fn is F.cross_entropy:
+            t.loss_fn = slow_cross_entropy
+        if t.name == args["nan_task"]:
+            t.loss_fn = nan_in_training
     result = {}
     try:
         history = avil.fit(toy_suite.make_encoder(0), tasks, toy_suite.TARGET, "avil",
@@ -70,17 +78,20 @@ def launch(tmp_path, name, world_size=2, torchrun=False, timeout=60, dev_gradien
                        "nan_task": nan_task, "resume": resume, "config": config})
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1",
                MASTER_PORT=str(free_port()), WORLD_SIZE=str(world_size))
-    if torchrun:
-        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={world_size}",
-                   f"--master-port={env['MASTER_PORT']}", str(script), args]
-        return [subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)], out
-    return [subprocess.Popen([sys.executable, str(script), args], stderr=subprocess.DEVNULL,
-                             env=dict(env, RANK=str(r), LOCAL_RANK=str(r))) for r in range(world_size)], out
+    with open(f"{out}.log", "w") as log:  # every process's stderr, for a failing test's message
+        if torchrun:
+            command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={world_size}",
+                       f"--master-port={env['MASTER_PORT']}", str(script), args]
+            return [subprocess.Popen(command, env=env, stderr=log)], out
+        return [subprocess.Popen([sys.executable, str(script), args], stderr=log,
+                                 env=dict(env, RANK=str(r), LOCAL_RANK=str(r))) for r in range(world_size)], out
 
 
 def results(processes, out, world_size=2, timeout=120):
     for p in processes:
         p.wait(timeout=timeout)
+    missing = [r for r in range(world_size) if not Path(f"{out}.{r}.json").exists()]
+    assert not missing, f"ranks {missing} wrote no result:\n" + Path(f"{out}.log").read_text()[-3000:]
     return [json.loads(Path(f"{out}.{r}.json").read_text()) for r in range(world_size)]
 
 
