@@ -27,7 +27,10 @@ and, inside each, the seconds spent in collectives ("communication", waits
 included). The speed-up is the median P = 1 epoch over the median P = 2 one.
 Each epoch also records its process's CPU seconds: CPU / wall time is the
 share of a core the process got, which says how much other programs on the
-machine slowed it down.
+machine slowed it down. ``cpu_ratio``: the P = 1 epoch's CPU seconds over
+those of the busiest P = 2 rank, the speed-up each process would approach
+with a core of its own (an estimate from CPU times, not a wall-time
+measurement: it leaves out the waits at the collectives).
 Also recorded: the rows and bytes of Δ each rank holds, its tasks and their
 batches, the machine's load average around each run (other programs share
 this machine's cores). Writes benchmarks/results/distributed-<device>.json.
@@ -158,16 +161,19 @@ def summarize(runs: list) -> dict:
             "delta_rows_per_rank": [r["delta_rows"] for r in first],
             "delta_bytes_per_rank": [r["delta_bytes"] for r in first],
             "tasks_per_rank": [r["tasks"] for r in first], "batches_per_rank": [r["batches"] for r in first]}
-    base = summary["P=1"]["epoch_seconds_median"]
+    base = summary["P=1"]
     for label, s in summary.items():
-        s["speed_up"] = base / s["epoch_seconds_median"]
+        s["speed_up"] = base["epoch_seconds_median"] / s["epoch_seconds_median"]
+        busiest = max(p["cpu_seconds"] for p in s["phases_median"].values())
+        s["cpu_seconds_busiest_rank"] = busiest
+        s["cpu_ratio"] = base["phases_median"]["rank 0"]["cpu_seconds"] / busiest
     return summary
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per run, after one warm-up epoch")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of the three setups")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three setups")
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -203,15 +209,15 @@ def main():
     path.write_text(json.dumps(result, indent=1))
     k = result["suite"]["K"]
     print(f"\nMultiMNIST extended, K = {k}, N = {result['suite']['N']:,}, one torch thread per process")
-    print(f"{'setup':<12} {'epoch s':>8} {'speed-up':>9} {'Δ rows/rank':>12} {'Δ MB/rank':>10}   per-rank median "
-          "phases, s (communication and waits inside)")
+    print(f"{'setup':<12} {'epoch s':>8} {'speed-up':>9} {'CPU ratio':>9} {'Δ rows/rank':>12} {'Δ MB/rank':>10}   "
+          "per-rank median phases, s (communication and waits inside)")
     for label, s in summary.items():
         phases = "; ".join(
             f"{rank}: " + ", ".join(f"{name} {p[name]['seconds']:.2f} ({p[name]['communication']:.2f})"
                                      for name in ("task passes", "α-step", "rest"))
             + f", {p['α-step evaluations']:.0f} evals, CPU {p['cpu_seconds']:.2f} s = {p['core_share']:.2f} core"
             for rank, p in s["phases_median"].items())
-        print(f"{label:<12} {s['epoch_seconds_median']:>8.2f} {s['speed_up']:>8.2f}× "
+        print(f"{label:<12} {s['epoch_seconds_median']:>8.2f} {s['speed_up']:>8.2f}× {s['cpu_ratio']:>8.2f}× "
               f"{str(s['delta_rows_per_rank']):>12} "
               f"{str([round(b / 2**20, 2) for b in s['delta_bytes_per_rank']]):>10}   {phases}")
     print(f"wrote {path}")
