@@ -110,6 +110,9 @@ DEV_GRADIENTS = ("split", "once")
 # its task passes first waits there for the slowest one, so this bounds the
 # load imbalance of an epoch too: raise it for task passes longer than this.
 DEFAULT_TIMEOUT = timedelta(minutes=30)
+# The end of every DistributedError: a failed step never touches a written checkpoint.
+RESUME = ("Every checkpoint in FitConfig.checkpoint_dir (if set) is complete: once the cause is fixed, "
+          "continue from the last one with avil.fit(..., resume=True) under torchrun.")
 # What init() chose for the runs of this process (read by Group).
 _settings = {"dev_gradient": "split"}
 
@@ -269,7 +272,7 @@ class Group:
             raise DistributedError(
                 f"rank {self.rank} of {self.world_size}: {what} failed ({type(err).__name__}: {first}). Another "
                 "process of the run died, or did not reach this step within the collective timeout "
-                "(avil.distributed.init(timeout=...)); its own output names the cause.") from err
+                f"(avil.distributed.init(timeout=...)); its own output names the cause. {RESUME}") from err
 
     def all_reduce(self, what: str, tensor: torch.Tensor) -> None:
         self.collective(what, dist.all_reduce, tensor)
@@ -298,7 +301,7 @@ class Group:
             raise error
         for rank, (message, _) in enumerate(gathered):
             if message is not None:
-                raise DistributedError(f"rank {rank} of {self.world_size} failed in {what}: {message}")
+                raise DistributedError(f"rank {rank} of {self.world_size} failed in {what}: {message} {RESUME}")
         return [p for _, p in gathered]
 
     def together(self, what: str, fn: Callable):
@@ -330,7 +333,7 @@ class Group:
         if error is not None:
             raise error
         if report is not None:
-            raise DistributedError(f"rank 0 of {self.world_size} failed in {what}: {report}")
+            raise DistributedError(f"rank 0 of {self.world_size} failed in {what}: {report} {RESUME}")
         return result
 
     # -- before training -----------------------------------------------------------

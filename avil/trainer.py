@@ -167,6 +167,8 @@ def train(setup: Setup, history: History, directory=None) -> History:
         start = time.perf_counter()
         try:
             result = runner.train_epoch(epoch)
+        except distributed.DistributedError:
+            raise  # another rank stopped: its message says where to go on from
         except TrainingError as err:
             raise TrainingError(f"{err} {resume_advice(directory, history)}") from err
         check_state(setup, result, epoch, directory, history)

@@ -216,7 +216,7 @@ def test_a_killed_rank_stops_the_other_and_resume_under_torchrun_equals_the_unin
     killed[0].wait(timeout=60)
     assert time.perf_counter() - start < 30  # the collective timeout is 20 s; a dead peer is seen at once
     error = json.loads(Path(f"{out}.0.json").read_text())["error"]
-    assert "rank 0 of 2" in error and "Another process of the run died" in error and "is intact" in error
+    assert "rank 0 of 2" in error and "Another process of the run died" in error and distributed.RESUME in error
 
     state = checkpoint.load(config["checkpoint_dir"])  # intact: verified, with every task's file
     saved = len(state["history"]["dev"])
@@ -264,3 +264,4 @@ def test_an_error_on_one_rank_stops_every_rank_with_its_message(tmp_path):
     errors = [r["error"] for r in results(processes, out)]
     assert "Task 'noise': the training loss became nan" in errors[owner]
     assert f"rank {owner} of 2 failed in the task passes of epoch 1: TrainingError: Task 'noise'" in errors[1 - owner]
+    assert errors[1 - owner].endswith(distributed.RESUME)
