@@ -30,7 +30,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import torch
 from torch import nn
@@ -78,7 +78,7 @@ class Setup:
     method: str
     config: FitConfig
     device: torch.device
-    parallel: object
+    parallel: Union[distributed.Local, distributed.Group]
 
 
 def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil",
@@ -88,9 +88,12 @@ def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avi
     In order, each failing with an error that names the task, the split or
     field, and the fix: the config (types, ranges, the device exists); the
     method name; the tasks (types, names usable as module keys, unique, the
-    target among them, no empty split); checkpoint_dir writable; then, with
-    the model built, every split of every task (``check_data``). Trains
-    nothing and leaves the torch RNG as ``torch.manual_seed(config.seed)`` left it.
+    target among them, no empty split); under torchrun, that every rank
+    calls alike and the method is task-parallel (``Group.check``);
+    checkpoint_dir writable (by every rank); then, with the model built (under
+    torchrun: the same on every rank, and rank 0's θ shared), every split of
+    every task (``check_data``). Trains nothing and leaves the torch RNG as
+    ``torch.manual_seed(config.seed)`` left it (on rank 0; ranks > 0 reseed).
     """
     config = checked_config(config)
     if method not in METHODS:
