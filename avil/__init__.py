@@ -4,12 +4,14 @@
     history = avil.fit(encoder, tasks, target="left", method="avil",
                        config=avil.FitConfig(epochs=10))
 """
-from . import metrics, ops
+from . import distributed, metrics, ops
+from .checkpoint import CheckpointError
 from .config import FitConfig
 from .history import History
 from .methods import METHODS, TrainingError
 from .tasks import Task
 from .trainer import fit
 
-__all__ = ["FitConfig", "History", "METHODS", "Task", "TrainingError", "fit", "metrics", "ops"]
+__all__ = ["CheckpointError", "FitConfig", "History", "METHODS", "Task", "TrainingError", "distributed", "fit",
+           "metrics", "ops"]
 __version__ = "0.1.0"

@@ -12,6 +12,12 @@ that cannot run code, and that are refused when damaged.
   every key and value, in order), verified on load: a truncated or altered
   file is refused with an error naming it, never silently loaded.
 
+A task-parallel run (``torchrun``, avil/distributed.py) writes the same
+``checkpoint.pt`` from rank 0, without the per-task optimizer states: each
+rank writes those of its own tasks to ``task<k>.epoch<e>.pt`` (``task_filename``),
+and ``checkpoint.pt``, renamed last, records their names and digests, so it
+names one complete set and a file of another epoch or run is refused on load.
+
 ``locked(directory)`` holds an exclusive lock on ``directory/checkpoint.lock``
 for a run (``fcntl.flock``; released when the run ends, fails, or its process
 dies), so two runs never write one directory. Where ``fcntl`` does not exist
@@ -34,6 +40,7 @@ except ImportError:  # Windows: no advisory locks
     fcntl = None
 
 FILENAME = "checkpoint.pt"
+TASK_FILENAME = "task{index}.epoch{epoch}.pt"  # a task-parallel run's per-task optimizer state
 LOCKNAME = "checkpoint.lock"
 FORMAT = 2
 
@@ -42,10 +49,16 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be written, read or trusted; the message names the file and the fix."""
 
 
-def save(directory, state: dict) -> Path:
-    """Write ``state`` to ``directory/checkpoint.pt`` atomically, with its digest."""
-    directory = Path(directory)
-    final = directory / FILENAME
+def save(directory, state: dict, filename: str = FILENAME) -> Path:
+    """Write ``state`` to ``directory/filename`` atomically, with its digest."""
+    final = Path(directory) / filename
+    write(final, state)
+    return final
+
+
+def write(final: Path, state: dict) -> str:
+    """``save`` into the file ``final``; returns the digest of ``state``."""
+    directory = final.parent
     payload = {"format": FORMAT, "sha256": digest(state), "state": state}
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -61,7 +74,7 @@ def save(directory, state: dict) -> Path:
             "Fix: free disk space (or fix the directory's permissions), then continue with "
             "avil.fit(..., resume=True)."
         ) from err
-    return final
+    return payload["sha256"]
 
 
 def _os_error(err: BaseException) -> Optional[OSError]:
@@ -76,9 +89,13 @@ def exists(directory) -> bool:
     return (Path(directory) / FILENAME).exists()
 
 
-def load(directory) -> Optional[dict]:
-    """The verified state of ``directory/checkpoint.pt``, or None if there is none."""
-    path = Path(directory) / FILENAME
+def load(directory, filename: str = FILENAME, expected_digest: Optional[str] = None) -> Optional[dict]:
+    """The verified state of ``directory/filename``, or None if there is none.
+
+    expected_digest: the digest another file recorded for this one (a
+    task-parallel checkpoint's task files): a file with another is refused.
+    """
+    path = Path(directory) / filename
     if not path.exists():
         return None
     fix = (f"Fix: restore the file from a backup, or start afresh with avil.fit(..., overwrite=True) "
@@ -105,7 +122,26 @@ def load(directory) -> Optional[dict]:
             f"the checkpoint {path} fails its integrity check (its sha256 digest does not match its "
             "contents): the file was damaged after it was written. " + fix
         )
+    if expected_digest is not None and payload["sha256"] != expected_digest:
+        raise CheckpointError(
+            f"{path} is intact but is not the file {Path(directory) / FILENAME} recorded (its digest differs): "
+            "it belongs to another epoch or run. " + fix
+        )
     return payload["state"]
+
+
+def task_filename(index: int, epoch: int) -> str:
+    """The file of task ``index``'s (in the task list) optimizer state after ``epoch`` epochs."""
+    return TASK_FILENAME.format(index=index, epoch=epoch)
+
+
+def remove_task_files(directory, keep) -> None:
+    """Delete the task files in ``directory`` other than ``keep`` (file names):
+    those of earlier epochs, once a newer ``checkpoint.pt`` no longer names them."""
+    for path in Path(directory).glob(TASK_FILENAME.format(index="*", epoch="*")):
+        if path.name not in keep:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def digest(obj) -> str:

@@ -19,19 +19,25 @@ What ``fit`` guarantees (docs/design.md §8):
   (``checkpoint.locked``), a fresh run never replaces another run's
   checkpoint unless ``overwrite=True``, and every epoch is checkpointed
   atomically.
+
+Under ``torchrun`` (an initialised default process group) the same calls run
+task-parallel: ``build`` asks ``avil.distributed.context()`` for the group,
+and the few steps that differ (checks, the runner's class, locking, saving,
+loading, evaluating once) go through it (docs/design.md §7); in one process
+they go straight to the code path above.
 """
 import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 from tqdm import tqdm
 
-from . import checkpoint, io
+from . import checkpoint, distributed
 from .config import FitConfig
 from .data import batches, to_device
 from .flat import FlatParameters
@@ -60,6 +66,8 @@ class Setup:
     flat: the model's parameters and float buffers as views of one vector.
     runner: the method's instance, ``avil.METHODS[method](model, flat, tasks, target, config)``.
     tasks: the tasks, in the given order; target: the target Task.
+    parallel: where it runs, ``avil.distributed.context()``: ``Local`` (one
+        process) or a ``Group`` (task-parallel under torchrun).
     """
 
     model: MultiTaskModel
@@ -70,6 +78,7 @@ class Setup:
     method: str
     config: FitConfig
     device: torch.device
+    parallel: Union[distributed.Local, distributed.Group]
 
 
 def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil",
@@ -79,9 +88,12 @@ def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avi
     In order, each failing with an error that names the task, the split or
     field, and the fix: the config (types, ranges, the device exists); the
     method name; the tasks (types, names usable as module keys, unique, the
-    target among them, no empty split); checkpoint_dir writable; then, with
-    the model built, every split of every task (``check_data``). Trains
-    nothing and leaves the torch RNG as ``torch.manual_seed(config.seed)`` left it.
+    target among them, no empty split); under torchrun, that every rank
+    calls alike and the method is task-parallel (``Group.check``);
+    checkpoint_dir writable (by every rank); then, with the model built (under
+    torchrun: the same on every rank, and rank 0's θ shared), every split of
+    every task (``check_data``). Trains nothing and leaves the torch RNG as
+    ``torch.manual_seed(config.seed)`` left it (on rank 0; ranks > 0 reseed).
     """
     config = checked_config(config)
     if method not in METHODS:
@@ -92,18 +104,21 @@ def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avi
         raise TypeError(f"the encoder is a {type(encoder).__name__}, not an nn.Module. "
                         "Fix: pass a torch.nn.Module that maps a batch of x to features.")
     check_tasks(tasks, target)
+    parallel = distributed.context()
+    config = parallel.check(METHODS[method], method, tasks, target, config)
     if config.checkpoint_dir:
-        io.check_writable(config.checkpoint_dir, "FitConfig.checkpoint_dir")
+        parallel.check_writable(config.checkpoint_dir)
     device = torch.device(config.device)
     torch.manual_seed(config.seed)
     model = MultiTaskModel(encoder, {t.name: t.head for t in tasks}).to(device)
     flat = FlatParameters(model)
+    parallel.share(flat, config)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         check_data(model, flat, tasks, target, config, device)
-    runner = METHODS[method](model, flat, tasks, target, config)
+    runner = parallel.runner_class(METHODS[method])(model, flat, tasks, target, config)
     return Setup(model=model, flat=flat, runner=runner, tasks=list(tasks),
                  target=next(t for t in tasks if t.name == target), method=method, config=config,
-                 device=device)
+                 device=device, parallel=parallel)
 
 
 def fit(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil",
@@ -131,12 +146,12 @@ def fit(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil"
                       seed=config.seed, config=recorded_config(config))
     if not config.checkpoint_dir:
         return train(setup, history)
-    with checkpoint.locked(config.checkpoint_dir) as directory:
+    with setup.parallel.locked(config.checkpoint_dir) as directory:
         if resume:
-            state = checkpoint.load(directory)
+            state = setup.parallel.load(directory)
             if state is not None:
                 history = restore(setup, state, history, directory)
-        elif checkpoint.exists(directory) and not overwrite:
+        elif setup.parallel.exists(directory) and not overwrite:
             raise ValueError(
                 f"FitConfig.checkpoint_dir = {str(directory)!r} already holds a checkpoint "
                 f"({directory / checkpoint.FILENAME}), and a fresh run (resume=False) would replace it. "
@@ -155,15 +170,18 @@ def train(setup: Setup, history: History, directory=None) -> History:
         start = time.perf_counter()
         try:
             result = runner.train_epoch(epoch)
+        except distributed.DistributedError:
+            raise  # another rank stopped: its message says where to go on from
         except TrainingError as err:
             raise TrainingError(f"{err} {resume_advice(directory, history)}") from err
         check_state(setup, result, epoch, directory, history)
-        dev = evaluate_checked(setup, "dev", epoch, directory, history)
-        test = evaluate_checked(setup, "test", epoch, directory, history)
+        dev, test = setup.parallel.once(
+            f"evaluating the target after epoch {epoch + 1}",
+            lambda: tuple(evaluate_checked(setup, split, epoch, directory, history) for split in ("dev", "test")))
         history.record(**result, dev=dev, test=test, seconds=time.perf_counter() - start)
         epochs.set_postfix(dev=f"{dev:.4f}")
         if directory is not None:
-            checkpoint.save(directory, checkpoint_state(setup, history))
+            setup.parallel.save(directory, checkpoint_state(setup, history))
     return history
 
 
@@ -214,6 +232,7 @@ def restore(setup: Setup, state: dict, history: History, directory) -> History:
     saved = History.from_dict(state["history"], source=str(directory / checkpoint.FILENAME))
     now = recorded_config(setup.config)
     changed = {k: [saved.config.get(k), v] for k, v in now.items() if saved.config.get(k) != v}
+    changed.update(setup.parallel.resume_changes(state))
     saved.config = now
     saved.resumes.append({"epoch": saved.epochs, "changed": changed})
     checkpoint.set_rng_state(state["rng"], setup.device)

@@ -23,8 +23,15 @@ could never bring it back). Each task keeps its own optimizer, whose state
 persists across epochs. With Adam as the task optimizer a constant loss scale
 barely changes δ_t (Adam is scale-invariant), so there the weights act mostly
 through α; with ``optimizer="sgd"`` they scale the task passes directly.
+
+Task-parallel runs (``torchrun``, avil/distributed.py) reuse this class: the
+pieces they distribute are its hooks, ``owned_tasks`` (whose passes run here
+and whose rows of Δ are held here), ``merge`` (θ ← θ0 + Δᵀα), ``dev_loss``
+(the target's dev loss and its gradient ∇_θL) and ``alpha_gradient``
+(Δ·∇_θL); in one process they do what Algorithm 1 says, on every task.
 """
 import math
+from typing import List, Sequence
 
 import torch
 
@@ -47,10 +54,11 @@ class AlphaVIL(Method):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.own = self.owned_tasks()  # the tasks trained here; row k of Δ is task own[k]
         # Per-task optimizer state persists across epochs (each task pass
         # continues its own trajectory from the merged θ0).
-        self.optimizers = {name: self.make_optimizer(self.task_params[name]) for name in self.names}
-        n, k = self.flat.numel, len(self.names)
+        self.optimizers = {name: self.make_optimizer(self.task_params[name]) for name in self.own}
+        n, k = self.flat.numel, len(self.own)
         # θ0 must be a copy, never a view of the live buffer: training writes
         # into flat.data, and a view would make every δ zero.
         self.theta0 = torch.empty(n, dtype=torch.float32, device=self.device)  # (N,)
@@ -60,7 +68,7 @@ class AlphaVIL(Method):
         self.theta0.copy_(self.flat.data)
         losses = self.task_passes(epoch)
         alphas, diagnostics = self.tune_alphas(epoch)  # (K,)
-        self.flat.merge_(self.theta0, self.deltas, alphas)
+        self.merge(alphas)
         alpha = dict(zip(self.names, alphas.tolist()))
         rule = WEIGHT_RULES[self.config.weight_update]
         for name, a in alpha.items():
@@ -73,9 +81,9 @@ class AlphaVIL(Method):
         return min(max(w, self.config.weight_min), self.config.weight_max)
 
     def task_passes(self, epoch: int) -> dict:
-        """Algorithm 1's inner loop over tasks: fill Δ, one row per task."""
+        """Algorithm 1's inner loop over tasks: fill Δ, one row per task (of ``own``)."""
         sums, counts = {}, {}
-        for k, name in enumerate(self.names):
+        for k, name in enumerate(self.own):
             self.flat.load_(self.theta0)
             order = self.order(name, epoch, fraction=self.config.rho)
             scale = self.task_weights[name]  # inside [weight_min, weight_max] (bounded_weight)
@@ -112,32 +120,19 @@ class AlphaVIL(Method):
         # Collated once: every evaluation of the objective reuses them.
         dev_batches = [to_device(next(batches(target.dev, idx, len(idx), target.collate_fn)), self.device)
                        for idx in chunks]
+        shares = [len(idx) / total for idx in chunks]  # each chunk's share of the subset
 
-        def dev_loss(alphas: torch.Tensor, gradient: bool = True) -> float:
-            """L_dev(θ0 + Δᵀα) on the subset; with ``gradient``, ∇_θ L left in flat.grad."""
-            self.flat.merge_(self.theta0, self.deltas, alphas.to(self.device))  # θ_α
-            self.flat.bind_grads(self.task_params[self.target])
-            loss = torch.zeros((), device=self.device)
-            with torch.set_grad_enabled(gradient):
-                for (x, y), idx in zip(dev_batches, chunks):
-                    # Each chunk's mean loss weighted by its share: the mean over the subset.
-                    chunk_loss = target.loss_fn(self.model(x, self.target), y) * (len(idx) / total)
-                    if gradient:
-                        chunk_loss.backward()
-                    loss += chunk_loss.detach()
-            value = loss.item()
+        def objective(alphas: torch.Tensor):
+            """L_dev(θ0 + Δᵀα) on the subset and ∇_α L = Δ·∇_θL (K,)."""
+            self.merge(alphas)  # θ_α
+            value = self.dev_loss(dev_batches, shares).item()
             if not math.isfinite(value):
                 raise TrainingError(
                     f"Task '{self.target}': the dev loss the α-step minimises is {value} at α = "
                     f"{[round(a, 4) for a in alphas.tolist()]} in epoch {epoch + 1}. Training stopped; the "
                     "last checkpoint (if any) is kept. Fix: check the target's dev split for non-finite "
                     "inputs or invalid labels, or narrow the trust region (FitConfig.alpha_max).")
-            return value
-
-        def objective(alphas: torch.Tensor):
-            """L_dev(θ0 + Δᵀα) and ∇_α L = Δ·∇_θL (K,)."""
-            value = dev_loss(alphas)
-            return value, ops.dots(self.deltas, self.flat.grad).cpu()  # Δ·g (K,)
+            return value, self.alpha_gradient()
 
         self.model.eval()
         alphas, step = solve(objective, self.initial_alphas(), self.names, solver=cfg.alpha_solver,
@@ -146,6 +141,37 @@ class AlphaVIL(Method):
                              steps=cfg.alpha_steps, lr=cfg.alpha_lr)
         if cfg.alpha_ablation:
             # The per-delta ablation: the dev loss at the chosen α with one task's update dropped.
-            step.loss_without = {name: dev_loss(alphas * (torch.arange(len(alphas)) != k), gradient=False)
-                                 for k, name in enumerate(self.names)}
+            step.loss_without = {}
+            for k, name in enumerate(self.names):
+                self.merge(alphas * (torch.arange(len(alphas)) != k))
+                step.loss_without[name] = self.dev_loss(dev_batches, shares, gradient=False).item()
         return alphas, step
+
+    # -- the hooks a task-parallel run distributes (avil/distributed.py) ------
+    def owned_tasks(self) -> List[str]:
+        """The tasks whose passes this process trains and whose rows of Δ it holds: all of them."""
+        return list(self.names)
+
+    def merge(self, alphas: torch.Tensor) -> None:
+        """θ ← θ0 + Δᵀα (float buffers: b0 + Δᵀα / K, FlatParameters.merge_); α (K,)."""
+        self.flat.merge_(self.theta0, self.deltas, alphas.to(self.device))
+
+    def dev_loss(self, dev_batches: Sequence, shares: Sequence[float], gradient: bool = True) -> torch.Tensor:
+        """The target's dev loss at the current θ over the given (x, y) chunks, each
+        chunk's mean weighted by its share (a 0-dim tensor); with ``gradient``,
+        its gradient ∇_θL is left in ``flat.grad``."""
+        target = self.tasks[self.target]
+        self.flat.bind_grads(self.task_params[self.target])
+        loss = torch.zeros((), device=self.device)
+        with torch.set_grad_enabled(gradient):
+            for (x, y), share in zip(dev_batches, shares):
+                # Each chunk's mean loss weighted by its share: the mean over the subset.
+                chunk_loss = target.loss_fn(self.model(x, self.target), y) * share
+                if gradient:
+                    chunk_loss.backward()
+                loss += chunk_loss.detach()
+        return loss
+
+    def alpha_gradient(self) -> torch.Tensor:
+        """∇_α L = Δ·∇_θL (K,), on the CPU, from the gradient in ``flat.grad``."""
+        return ops.dots(self.deltas, self.flat.grad).cpu()
