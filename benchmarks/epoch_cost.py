@@ -27,6 +27,8 @@ machinery = epoch − task passes = δ extraction + α-steps + merge & rest.
 Writes benchmarks/results/epoch_cost-<device>.json and prints a table.
 """
 import argparse
+import copy
+import dataclasses
 import json
 import os
 import platform
@@ -38,9 +40,7 @@ import torch
 
 import avil
 from avil import ops
-from avil.flat import FlatParameters
-from avil.methods import METHODS
-from avil.models import MultiTaskModel
+from avil.trainer import build
 from avil.tasks import multimnist
 
 HERE = Path(__file__).resolve().parent
@@ -52,11 +52,11 @@ def sync(device):
 
 
 def make_runner(method, tasks, config):
-    """What ``avil.fit`` builds before its epoch loop: model, flat buffer, method."""
+    """What ``avil.fit`` builds before its epoch loop (``avil.trainer.build``): the
+    method runner, with an encoder and heads of its own."""
     torch.manual_seed(config.seed)
-    model = MultiTaskModel(multimnist.make_encoder(), {t.name: t.head for t in tasks}).to(config.device)
-    flat = FlatParameters(model)
-    return METHODS[method](model, flat, tasks, "left", config)
+    tasks = [dataclasses.replace(t, head=copy.deepcopy(t.head)) for t in tasks]
+    return build(multimnist.make_encoder(), tasks, "left", method, config).runner
 
 
 def timed(device, fn, sink):
