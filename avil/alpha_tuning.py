@@ -216,6 +216,25 @@ def differences_table(summary: Dict[str, Dict[str, dict]], scale: float = 100.0)
     return pd.DataFrame(columns).fillna("")
 
 
+def versus_table(summary: Dict[str, Dict[str, dict]], reference: str, scale: float = 100.0):
+    """Variant × suite: test minus the ``reference`` variant's, paired per seed
+    (mean ± 95 % CI half-width, wins/seeds; ``*`` where the interval excludes 0):
+    whether any variant is measurably better or worse than the chosen one."""
+    import pandas as pd
+
+    columns = {}
+    for suite, by_label in summary.items():
+        base = by_label[reference]["test"]
+        column = {}
+        for label, s in by_label.items():
+            if label == reference:
+                continue
+            diff = paired_difference(s["test"], base)
+            column[label] = diff.format(scale) + (" *" if diff.verdict != "inside CI" else "")
+        columns[suite] = column
+    return pd.DataFrame(columns).fillna("")
+
+
 def checks_table(summary: Dict[str, Dict[str, dict]]):
     """Variant × suite: seeds where the harmful auxiliaries end lowest, the
     α-step's mean evaluations and share of the epoch time, and α's range."""

@@ -835,8 +835,10 @@ def run_notebook(path: Path, profile: str, output: Path, parameters: Optional[di
 
 
 def print_summary(profile: str) -> None:
-    """One line per notebook, target and method from the metrics files."""
-    print(f"\n{'notebook':<16} {'target':<12} {'method':<12} {'test (mean ± std)':>20} {'seeds':>5}")
+    """One line per notebook, target (or suite) and method (or variant) from the
+    metrics files: the test metric, and its paired difference from single_task."""
+    print(f"\n{'notebook':<16} {'target':<20} {'method':<48} {'test (mean ± std)':>17}  "
+          f"{'Δ vs single_task (95 % CI, wins)':<30}")
     for nb in notebooks():
         path = metrics_path(nb.stem, profile)
         if not path.exists():
@@ -845,8 +847,11 @@ def print_summary(profile: str) -> None:
         data = json.loads(path.read_text())
         for target, methods in data.get("results", {}).items():
             for method, s in methods.items():
-                print(f"{nb.stem:<16} {target:<12} {method:<12} "
-                      f"{100 * s['test_mean']:>11.2f} ± {100 * s['test_std']:<6.2f} {len(s['test']):>5}")
+                tests = s["test"]
+                mean, std = mean_std(tests)
+                paired = s.get("vs_baseline") or s.get("difference")  # a compare summary, or 03's ablation
+                diff = PairedDifference.from_dict(paired).format() if paired else ""
+                print(f"{nb.stem:<16} {target:<20} {method:<48} {100 * mean:>8.2f} ± {100 * std:<6.2f}  {diff}")
 
 
 def main(argv=None) -> int:
