@@ -24,7 +24,7 @@ import torch
 
 from .config import FitConfig
 from .history import History
-from .reproduce import compare, paired_difference
+from .reproduce import PairedDifference, compare, paired_difference
 
 #: The variants of the α-step every suite runs: label -> FitConfig changes
 #: from ``FitConfig()``'s α-step fields. "carried" is alpha_init="weights"
@@ -199,40 +199,33 @@ def summary(results: Dict[str, Dict[str, List[History]]], suites: Dict[str, Suit
     return out
 
 
-def differences_table(summary: Dict[str, Dict[str, dict]], scale: float = 100.0):
-    """Variant × suite: test minus single_task in points, mean ± 95 % CI
+def _difference_frame(columns: Dict[str, Dict[str, PairedDifference]], scale: float):
+    """Variant × suite frame of paired differences in points, mean ± 95 % CI
     half-width (wins/seeds); an asterisk where the interval excludes 0."""
     import pandas as pd
 
-    from .reproduce import PairedDifference
+    return pd.DataFrame({suite: {label: diff.format(scale) + (" *" if diff.verdict != "inside CI" else "")
+                                 for label, diff in column.items()}
+                         for suite, column in columns.items()}).fillna("")
 
-    columns = {}
-    for suite, by_label in summary.items():
-        column = {}
-        for label, s in by_label.items():
-            diff = PairedDifference.from_dict(s["difference"])
-            column[label] = diff.format(scale) + (" *" if diff.verdict != "inside CI" else "")
-        columns[suite] = column
-    return pd.DataFrame(columns).fillna("")
+
+def differences_table(summary: Dict[str, Dict[str, dict]], scale: float = 100.0):
+    """Variant × suite: test minus single_task, paired per seed."""
+    return _difference_frame({suite: {label: PairedDifference.from_dict(s["difference"])
+                                      for label, s in by_label.items()}
+                              for suite, by_label in summary.items()}, scale)
 
 
 def versus_table(summary: Dict[str, Dict[str, dict]], reference: str, scale: float = 100.0):
-    """Variant × suite: test minus the ``reference`` variant's, paired per seed
-    (mean ± 95 % CI half-width, wins/seeds; ``*`` where the interval excludes 0):
+    """Variant × suite: test minus the ``reference`` variant's, paired per seed:
     whether any variant is measurably better or worse than the chosen one."""
-    import pandas as pd
-
-    columns = {}
     for suite, by_label in summary.items():
-        base = by_label[reference]["test"]
-        column = {}
-        for label, s in by_label.items():
-            if label == reference:
-                continue
-            diff = paired_difference(s["test"], base)
-            column[label] = diff.format(scale) + (" *" if diff.verdict != "inside CI" else "")
-        columns[suite] = column
-    return pd.DataFrame(columns).fillna("")
+        if reference not in by_label:
+            raise ValueError(f"versus_table: suite {suite!r} has no variant {reference!r}; "
+                             f"pass one of {sorted(by_label)} as reference")
+    return _difference_frame({suite: {label: paired_difference(s["test"], by_label[reference]["test"])
+                                      for label, s in by_label.items() if label != reference}
+                              for suite, by_label in summary.items()}, scale)
 
 
 def checks_table(summary: Dict[str, Dict[str, dict]]):

@@ -322,3 +322,20 @@ def test_alpha_step_cost_is_the_share_of_the_epochs_seconds():
     assert list(cost) == ["avil"]  # no α-step, no entry
     assert cost["avil"] == {"runs": 2, "epochs": 3, "alpha_step_seconds": pytest.approx(2.0),
                             "epoch_seconds": pytest.approx(40 / 3), "share": pytest.approx(6 / 40)}
+
+
+def test_print_summary_shows_each_notebooks_paired_difference(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AVIL_RESULTS_DIR", str(tmp_path))
+    better = reproduce.paired_difference([0.83, 0.85, 0.88], [0.80, 0.82, 0.84])
+    compared = {"results": {"left": {"single_task": {"test": [0.80, 0.82, 0.84]},
+                                     "avil": {"test": [0.83, 0.85, 0.88], "vs_baseline": better.to_dict()}}}}
+    ablation = {"results": {"toy": {"paper's rule": {"test": [0.83, 0.85, 0.88], "difference": better.to_dict()}}}}
+    for notebook, metrics in (("01_multimnist", compared), ("03_alpha_tuning", ablation)):
+        (tmp_path / notebook).mkdir()
+        (tmp_path / notebook / "metrics-smoke.json").write_text(json.dumps(metrics))
+    reproduce.print_summary("smoke")
+    lines = capsys.readouterr().out.splitlines()
+    assert any("01_multimnist" in l and "single_task" in l and l.rstrip().endswith("82.00 ± 2.00") for l in lines)
+    for notebook, name in (("01_multimnist", "avil"), ("03_alpha_tuning", "paper's rule")):
+        line = next(l for l in lines if l.startswith(notebook) and name in l)
+        assert "85.33 ± 2.52" in line and line.rstrip().endswith("+3.33 ± 1.43 (3/3)")
