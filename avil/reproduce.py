@@ -55,7 +55,6 @@ def find_root(start: Optional[Path] = None) -> Optional[Path]:
 
 # The repository at import time (None outside one): its notebooks are what `make reproduce` runs.
 ROOT = find_root()
-NOTEBOOKS = ROOT / "notebooks" if ROOT else None
 
 
 def active_profile(profile: str) -> str:
