@@ -506,6 +506,15 @@ def effects_table(effects: Dict[str, AuxiliaryEffect], scale: float = 100.0, uni
     return pd.DataFrame(rows).set_index("auxiliary")
 
 
+def _band(ax, series: torch.Tensor, **style):
+    """Plot the mean over seeds of ``series`` (seeds, epochs) per epoch, with a
+    band from its min to its max in the line's colour; return the line."""
+    epochs = range(1, series.shape[1] + 1)
+    line, = ax.plot(epochs, series.mean(0), marker=".", **style)
+    ax.fill_between(epochs, series.min(0).values, series.max(0).values, alpha=0.15, color=line.get_color())
+    return line
+
+
 def plot_weights(histories: Dict[str, List[History]], title: str = ""):
     """Task weights per epoch for every method that has them (mean over seeds,
     band = min..max), and αVIL's α per epoch. Returns the figure."""
@@ -523,10 +532,7 @@ def plot_weights(histories: Dict[str, List[History]], title: str = ""):
         runs = histories[method]
         for name in runs[0].tasks:
             series = torch.tensor([[epoch[name] for epoch in getattr(h, field)] for h in runs])  # (seeds, E)
-            epochs = range(1, series.shape[1] + 1)
-            line, = ax.plot(epochs, series.mean(0), label=name, marker=".")
-            ax.fill_between(epochs, series.min(0).values, series.max(0).values, alpha=0.15,
-                            color=line.get_color())
+            _band(ax, series, label=name)
         ax.axhline(1.0, color="grey", lw=0.6, ls=":")
         ax.set_title(f"{method}: {'α' if field == 'alphas' else 'task weight'}")
         ax.set_xlabel("epoch")
@@ -556,22 +562,15 @@ def plot_alpha_step(histories: Dict[str, List[History]], title: str = ""):
         (axes[2], "seconds", lambda step, seconds: seconds),
         (axes[3], "α on a bound", lambda step, seconds: len(step["on_bound"])),
     )
-
-    def band(ax, series, **style):  # series (seeds, epochs)
-        epochs = range(1, series.shape[1] + 1)
-        line, = ax.plot(epochs, series.mean(0), marker=".", **style)
-        ax.fill_between(epochs, series.min(0).values, series.max(0).values, alpha=0.15, color=line.get_color())
-        return line
-
     for method, runs in runs_by.items():
         final = torch.tensor([[s["loss_final"] for s in h.alpha_step] for h in runs])  # (seeds, epochs)
         initial = torch.tensor([[s["loss_init"] for s in h.alpha_step] for h in runs])  # (seeds, epochs)
-        line = band(axes[0], final, label=method)
+        line = _band(axes[0], final, label=method)
         axes[0].plot(range(1, initial.shape[1] + 1), initial.mean(0), ls=":", color=line.get_color())
         for ax, _, value in panels[1:]:
             series = torch.tensor([[float(value(s, sec)) for s, sec in zip(h.alpha_step, h.alpha_step_seconds)]
                                    for h in runs])  # (seeds, epochs)
-            band(ax, series, color=line.get_color())
+            _band(ax, series, color=line.get_color())
     for ax, name, _ in panels:
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch")
