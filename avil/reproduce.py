@@ -763,13 +763,18 @@ def write_metrics(notebook: str, profile: str, payload: dict) -> Path:
     not JSON) leaves the previous metrics file intact. The directory is
     checked writable first, with an error naming it and the fix.
     """
+    return _write_metrics(notebook, profile, payload)[0]
+
+
+def _write_metrics(notebook: str, profile: str, payload: dict) -> Tuple[Path, dict]:
+    """``write_metrics``, returning the file's path and the data written to it."""
     from .io import check_writable, write_text
 
     path = metrics_path(notebook, profile)
     check_writable(path.parent, "the results directory (AVIL_RESULTS_DIR)")
     data = {"notebook": notebook, "profile": profile, "provenance": provenance(), **payload}
     write_text(path, json.dumps(data, indent=1))
-    return path
+    return path, data
 
 
 class Stopwatch:
@@ -803,8 +808,8 @@ def finish(notebook: str, profile: str, payload: dict, clock: Stopwatch):
     import pandas as pd
 
     seconds = clock.seconds
-    path = write_metrics(notebook, profile, {**jsonable(payload), "wall_seconds": seconds})
-    info = dict(json.loads(path.read_text())["provenance"])  # exactly what was written
+    path, data = _write_metrics(notebook, profile, {**jsonable(payload), "wall_seconds": seconds})
+    info = dict(data["provenance"])  # what was written (its values are JSON's own str and bool)
     info["wall time"] = f"{seconds:.0f} s"
     root = find_root()
     info["metrics"] = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
