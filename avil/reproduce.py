@@ -103,10 +103,17 @@ def metrics_path(notebook: str, profile: str) -> Path:
 
 def provenance() -> Dict[str, str]:
     """Commit, device, versions and date: what a reader needs to trust a number."""
+    try:
+        cwd = find_root() or Path.cwd()
+    except OSError:  # no working directory (e.g. deleted): no git information, as when git fails
+        cwd = None
+
     def git(*args):
+        if cwd is None:
+            return ""
         try:
-            return subprocess.run(["git", *args], cwd=find_root() or Path.cwd(), capture_output=True,
-                                  text=True, timeout=10).stdout.strip()
+            return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
