@@ -168,7 +168,7 @@ def _fit(run: Run):
     start = time.perf_counter()
     try:
         encoder, tasks = run.make_run(run.seed)
-        history = fit(encoder, tasks, run.target, run.method, FitConfig(**{**run.config.to_dict(), "seed": run.seed}))
+        history = fit(encoder, tasks, run.target, run.method, dataclasses.replace(run.config, seed=run.seed))
         return history, None, time.perf_counter() - start
     except Exception:  # reported per run; the other runs go on
         return None, traceback.format_exc(), time.perf_counter() - start
@@ -242,7 +242,7 @@ def run_all(runs: Sequence[Run], workers: int = 1, progress: bool = True) -> Dic
     if workers == 1:
         outcomes = ((i, _fit(run)) for i, run in enumerate(runs))
     else:
-        _RUNS = [run._replace(config=FitConfig(**{**run.config.to_dict(), "progress": False})) for run in runs]
+        _RUNS = [run._replace(config=dataclasses.replace(run.config, progress=False)) for run in runs]
         outcomes = _parallel(len(runs), min(workers, len(runs)))
     finished: Dict[int, History] = {}
     failures: Dict[Tuple[str, int], str] = {}
