@@ -330,15 +330,17 @@ def table(summary: Dict[str, dict], scale: float = 100.0, unit: str = "%"):
     never a win)."""
     import pandas as pd
 
+    paired_columns = any("vs_baseline" in s for s in summary.values())
+    if paired_columns:
+        baseline = next(s["baseline"] for s in summary.values() if "baseline" in s)
     rows = []
     for method, s in summary.items():
         row = {
             "method": method,
             f"test {unit} (mean ± std)": f"{scale * s['test_mean']:.2f} ± {scale * s['test_std']:.2f}",
         }
-        if any("vs_baseline" in other for other in summary.values()):
+        if paired_columns:
             paired = s.get("vs_baseline")
-            baseline = next(o["baseline"] for o in summary.values() if "baseline" in o)
             diff = PairedDifference.from_dict(paired) if paired else None
             row[f"Δ vs {baseline} (95 % CI, wins)"] = diff.format(scale) if diff else "—"
             row["verdict"] = diff.verdict if diff else "—"
