@@ -117,10 +117,11 @@ def solve(objective: Objective, init: torch.Tensor, names: Sequence[str], *, sol
     if solver not in SOLVERS:
         raise ValueError(f"α solver {solver!r}: must be one of {SOLVERS}.")
     start = time.perf_counter()
-    init = init.detach().float().clamp(-math.inf if alpha_min is None else alpha_min,
-                                       math.inf if alpha_max is None else alpha_max)  # (K,)
-    lo = torch.full_like(init, -math.inf if alpha_min is None else float(alpha_min))  # (K,)
-    hi = torch.full_like(init, math.inf if alpha_max is None else float(alpha_max))  # (K,)
+    low = -math.inf if alpha_min is None else alpha_min
+    high = math.inf if alpha_max is None else alpha_max
+    init = init.detach().float().clamp(low, high)  # (K,)
+    lo = torch.full_like(init, float(low))  # (K,)
+    hi = torch.full_like(init, float(high))  # (K,)
     if radius is not None:
         lo, hi = torch.maximum(lo, init - radius), torch.minimum(hi, init + radius)
     f = CountedObjective(objective, init, penalty)
@@ -148,7 +149,8 @@ def _lbfgs(f: CountedObjective, init: torch.Tensor, lo: torch.Tensor, hi: torch.
         total, _, grad = f(torch.from_numpy(x).float())
         return total, grad.double().numpy()
 
-    bounds = [(_finite_or_none(low), _finite_or_none(high)) for low, high in zip(lo.tolist(), hi.tolist())]
+    # ±inf is no bound: scipy turns None into ±inf itself (old_bound_to_new).
+    bounds = list(zip(lo.tolist(), hi.tolist()))
     result = minimize(fun, init.double().numpy(), jac=True, method="L-BFGS-B", bounds=bounds,
                       # ftol: relative decrease of F per iteration; gtol: projected gradient.
                       options={"maxiter": max_iter, "maxfun": 2 * max_iter + 5, "ftol": tol, "gtol": tol})
@@ -168,7 +170,3 @@ def _first_order(f: CountedObjective, init: torch.Tensor, lo: torch.Tensor, hi: 
         with torch.no_grad():
             torch.maximum(torch.minimum(alphas, hi, out=alphas), lo, out=alphas)
     return alphas.detach(), steps
-
-
-def _finite_or_none(x: float) -> Optional[float]:
-    return x if math.isfinite(x) else None

@@ -6,6 +6,8 @@ from typing import Optional
 
 import torch
 
+from .alpha_step import SOLVERS
+
 DELTA_DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -128,8 +130,7 @@ class FitConfig:
             bad("seed", "must be an integer in [0, 2**32)", 0)
         for name, example in (("lr", 1e-3), ("alpha_lr", 0.05), ("alpha_tol", 1e-5), ("diw_ridge", 0.1)):
             value = getattr(self, name)
-            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0
-                    or value == float("inf")):
+            if not _is_number(value) or not value > 0 or value == float("inf"):
                 bad(name, "must be a finite number > 0", example)
         for name in ("progress", "alpha_ablation"):
             if not isinstance(getattr(self, name), bool):
@@ -143,7 +144,7 @@ class FitConfig:
             bad("rho", "must lie in (0, 1]", 1.0)
         choices = {
             "optimizer": ("adam", "sgd"),
-            "alpha_solver": ("lbfgs", "adam", "sgd"),
+            "alpha_solver": SOLVERS,
             "alpha_init": ("ones", "weights"),
             "weight_update": ("additive", "multiplicative", "replace"),
             "delta_dtype": DELTA_DTYPES,
@@ -172,8 +173,7 @@ class FitConfig:
                               "the task's death)", 0.05)
         if not _is_number(self.weight_max) or not self.weight_min < self.weight_max < math.inf:
             bad("weight_max", f"must be a finite number > weight_min ({self.weight_min})", 4.0)
-        if (not isinstance(self.diw_bound, (int, float)) or isinstance(self.diw_bound, bool)
-                or not 1 < self.diw_bound < float("inf")):
+        if not _is_number(self.diw_bound) or not 1 < self.diw_bound < float("inf"):
             bad("diw_bound", "must be a finite number > 1 (the weights have mean 1)", 5.0)
         return self
 

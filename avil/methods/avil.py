@@ -115,12 +115,12 @@ class AlphaVIL(Method):
         Returns α (K,) and its AlphaStep diagnostics."""
         cfg = self.config
         target = self.tasks[self.target]
-        chunks = self.dev_subset(epoch).split(cfg.eval_batch_size)
-        total = sum(len(idx) for idx in chunks)
+        subset = self.dev_subset(epoch)
         # Collated once: every evaluation of the objective reuses them.
-        dev_batches = [to_device(next(batches(target.dev, idx, len(idx), target.collate_fn)), self.device)
-                       for idx in chunks]
-        shares = [len(idx) / total for idx in chunks]  # each chunk's share of the subset
+        dev_batches = [to_device(batch, self.device)
+                       for batch in batches(target.dev, subset, cfg.eval_batch_size, target.collate_fn)]
+        # each batch's share of the subset (batches cuts the same chunks, in order)
+        shares = [len(idx) / len(subset) for idx in subset.split(cfg.eval_batch_size)]
 
         def objective(alphas: torch.Tensor):
             """L_dev(θ0 + Δᵀα) on the subset and ∇_α L = Δ·∇_θL (K,)."""
