@@ -221,14 +221,7 @@ def restore(setup: Setup, state: dict, history: History, directory) -> History:
     flat, runner = setup.flat, setup.runner
     flat.load_(state["flat"].to(setup.device))
     flat.load_other_buffers_(state["other_buffers"])
-    # The optimizers were built from this call's config; their saved state
-    # (moments, steps) is restored, their learning rate stays this call's.
-    optimizers = list(getattr(runner, "optimizers", {}).values())
-    lrs = [[group["lr"] for group in opt.param_groups] for opt in optimizers]
     runner.load_state_dict(state["method"])
-    for opt, group_lrs in zip(optimizers, lrs):
-        for group, lr in zip(opt.param_groups, group_lrs):
-            group["lr"] = lr
     saved = History.from_dict(state["history"], source=str(directory / checkpoint.FILENAME))
     now = recorded_config(setup.config)
     changed = {k: [saved.config.get(k), v] for k, v in now.items() if saved.config.get(k) != v}

@@ -123,7 +123,13 @@ class Method:
     def load_state_dict(self, state: dict) -> None:
         self.task_weights = dict(state["task_weights"])
         for key, opt_state in state["optimizers"].items():
-            self.optimizers[key].load_state_dict(opt_state)
+            optimizer = self.optimizers[key]
+            # The optimizers were built from this call's config; their saved state
+            # (moments, steps) is restored, their learning rate stays this call's.
+            lrs = [group["lr"] for group in optimizer.param_groups]
+            optimizer.load_state_dict(opt_state)
+            for group, lr in zip(optimizer.param_groups, lrs):
+                group["lr"] = lr
 
     # -- helpers ----------------------------------------------------------
     def make_optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
