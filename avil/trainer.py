@@ -114,7 +114,7 @@ def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avi
     flat = FlatParameters(model)
     parallel.share(flat, config)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        check_data(model, flat, tasks, target, config, device)
+        check_data(model, flat, tasks, config, device)
     runner = parallel.runner_class(METHODS[method])(model, flat, tasks, target, config)
     return Setup(model=model, flat=flat, runner=runner, tasks=list(tasks),
                  target=next(t for t in tasks if t.name == target), method=method, config=config,
@@ -387,8 +387,8 @@ def check_tasks(tasks: List[Task], target: str) -> None:
                 )
 
 
-def check_data(model: MultiTaskModel, flat: FlatParameters, tasks: List[Task], target: str,
-               config: FitConfig, device) -> None:
+def check_data(model: MultiTaskModel, flat: FlatParameters, tasks: List[Task], config: FitConfig,
+               device) -> None:
     """Every split of every task, before training (``check_split``), then the
     final training batch of 1 that BatchNorm cannot train on."""
     for t in tasks:
