@@ -417,7 +417,7 @@ def check_split(model: MultiTaskModel, task: Task, split: str, device) -> None:
     data = getattr(task, split)
     name = f"Task '{task.name}': the {split} split"
     item = tuple(data.tensors) if isinstance(data, TensorDataset) else _item(task, split, data, 0)
-    if not (len(item) == 2 if isinstance(data, TensorDataset) else _is_pair(item)):
+    if not _is_pair(item):
         raise ValueError(
             f"{name}'s items are {_describe(item)}, not (x, y) pairs. Fix: make dataset[i] return (x, y), "
             "e.g. TensorDataset(x, y) with exactly two tensors."
