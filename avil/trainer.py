@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from . import checkpoint, distributed
 from .config import FitConfig
-from .data import batches, to_device
+from .data import batches, sample_size, to_device
 from .flat import FlatParameters
 from .history import History
 from .methods import METHODS, Method, TrainingError
@@ -523,7 +523,7 @@ def check_batch_of_one(model: MultiTaskModel, flat: FlatParameters, task: Task, 
     model can train on one (BatchNorm in training mode cannot). The probe's
     changes to running statistics are undone."""
     n = len(task.train)
-    sizes = {n % config.batch_size, max(1, round(config.rho * n)) % config.batch_size}
+    sizes = {n % config.batch_size, sample_size(n, config.rho) % config.batch_size}
     if 1 not in sizes:
         return
     x, _ = next(batches(task.train, torch.arange(1), 1, task.collate_fn))

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import FitConfig
-from ..data import Stream, batches, epoch_generator, num_batches, to_device
+from ..data import Stream, batches, epoch_generator, num_batches, sample_size, to_device
 from ..flat import FlatParameters
 from ..models import MultiTaskModel
 from ..tasks import Task
@@ -148,7 +148,7 @@ class Method:
         n = len(self.tasks[task].train)
         gen = epoch_generator(self.config.seed, epoch, Stream.TASK, task=task, cycle=cycle)
         perm = torch.randperm(n, generator=gen)
-        return perm[: max(1, round(fraction * n))]
+        return perm[: sample_size(n, fraction)]
 
     def interleaved_schedule(self, epoch: int) -> List[str]:
         """Standard multitask learning's order of one epoch: each task's name once
