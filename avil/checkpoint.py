@@ -49,11 +49,9 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be written, read or trusted; the message names the file and the fix."""
 
 
-def save(directory, state: dict, filename: str = FILENAME) -> Path:
-    """Write ``state`` to ``directory/filename`` atomically, with its digest."""
-    final = Path(directory) / filename
-    write(final, state)
-    return final
+def save(directory, state: dict) -> None:
+    """Write ``state`` to ``directory/checkpoint.pt`` atomically, with its digest."""
+    write(Path(directory) / FILENAME, state)
 
 
 def write(final: Path, state: dict) -> str:

@@ -63,3 +63,9 @@ def to_device(x, device):
 
 def num_batches(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
+
+
+def sample_size(n: int, fraction: float) -> int:
+    """The number of examples a task pass over a ρ-fraction (``fraction``) of
+    ``n`` training examples draws: round(fraction · n), at least 1."""
+    return max(1, round(fraction * n))

@@ -107,7 +107,7 @@ import torch.distributed as dist
 
 from . import checkpoint, io, ops
 from .config import FitConfig
-from .data import num_batches
+from .data import num_batches, sample_size
 from .flat import FlatParameters
 from .methods.avil import AlphaVIL
 from .methods.base import EpochResult, TrainingError
@@ -179,7 +179,7 @@ def context():
 def task_costs(tasks, config: FitConfig) -> Dict[str, int]:
     """{task: optimizer steps of its pass}: ⌈round(ρ·|D_t^train|) / batch_size⌉,
     the batches ``AlphaVIL.task_passes`` trains on (Method.order's sample)."""
-    return {t.name: num_batches(max(1, round(config.rho * len(t.train))), config.batch_size) for t in tasks}
+    return {t.name: num_batches(sample_size(len(t.train), config.rho), config.batch_size) for t in tasks}
 
 
 def assign_tasks(costs: Dict[str, float], world_size: int) -> Dict[str, int]:

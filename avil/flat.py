@@ -66,8 +66,8 @@ class FlatParameters:
     """
 
     def __init__(self, module: nn.Module):
-        self.params: List[nn.Parameter] = list(module.parameters())
         named_params = list(module.named_parameters())
+        self.params: List[nn.Parameter] = [p for _, p in named_params]
         if not named_params:
             raise ValueError("the model has no parameters: nothing to train. Fix: give the encoder or the "
                              "heads at least one nn.Parameter.")
@@ -92,7 +92,6 @@ class FlatParameters:
         self.numel = self.param_numel + sum(b.numel() for _, b in float_buffers)
         self.data = torch.empty(self.numel, dtype=torch.float32, device=device)  # (N,)
         self.grad = torch.zeros(self.numel, dtype=torch.float32, device=device)  # (N,): 0 on the buffers
-        self._grad_views = []
         self._offsets = {}
         # (name, owner module, attribute, start, stop) of every tensor in data, in order.
         self._spans: List[Tuple[str, nn.Module, str, int, int]] = []

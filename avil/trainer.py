@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from . import checkpoint, distributed
 from .config import FitConfig
-from .data import batches, to_device
+from .data import batches, sample_size, to_device
 from .flat import FlatParameters
 from .history import History
 from .methods import METHODS, Method, TrainingError
@@ -114,7 +114,7 @@ def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avi
     flat = FlatParameters(model)
     parallel.share(flat, config)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        check_data(model, flat, tasks, target, config, device)
+        check_data(model, flat, tasks, config, device)
     runner = parallel.runner_class(METHODS[method])(model, flat, tasks, target, config)
     return Setup(model=model, flat=flat, runner=runner, tasks=list(tasks),
                  target=next(t for t in tasks if t.name == target), method=method, config=config,
@@ -221,14 +221,7 @@ def restore(setup: Setup, state: dict, history: History, directory) -> History:
     flat, runner = setup.flat, setup.runner
     flat.load_(state["flat"].to(setup.device))
     flat.load_other_buffers_(state["other_buffers"])
-    # The optimizers were built from this call's config; their saved state
-    # (moments, steps) is restored, their learning rate stays this call's.
-    optimizers = list(getattr(runner, "optimizers", {}).values())
-    lrs = [[group["lr"] for group in opt.param_groups] for opt in optimizers]
     runner.load_state_dict(state["method"])
-    for opt, group_lrs in zip(optimizers, lrs):
-        for group, lr in zip(opt.param_groups, group_lrs):
-            group["lr"] = lr
     saved = History.from_dict(state["history"], source=str(directory / checkpoint.FILENAME))
     now = recorded_config(setup.config)
     changed = {k: [saved.config.get(k), v] for k, v in now.items() if saved.config.get(k) != v}
@@ -394,8 +387,8 @@ def check_tasks(tasks: List[Task], target: str) -> None:
                 )
 
 
-def check_data(model: MultiTaskModel, flat: FlatParameters, tasks: List[Task], target: str,
-               config: FitConfig, device) -> None:
+def check_data(model: MultiTaskModel, flat: FlatParameters, tasks: List[Task], config: FitConfig,
+               device) -> None:
     """Every split of every task, before training (``check_split``), then the
     final training batch of 1 that BatchNorm cannot train on."""
     for t in tasks:
@@ -424,7 +417,7 @@ def check_split(model: MultiTaskModel, task: Task, split: str, device) -> None:
     data = getattr(task, split)
     name = f"Task '{task.name}': the {split} split"
     item = tuple(data.tensors) if isinstance(data, TensorDataset) else _item(task, split, data, 0)
-    if not (len(item) == 2 if isinstance(data, TensorDataset) else _is_pair(item)):
+    if not _is_pair(item):
         raise ValueError(
             f"{name}'s items are {_describe(item)}, not (x, y) pairs. Fix: make dataset[i] return (x, y), "
             "e.g. TensorDataset(x, y) with exactly two tensors."
@@ -530,7 +523,7 @@ def check_batch_of_one(model: MultiTaskModel, flat: FlatParameters, task: Task, 
     model can train on one (BatchNorm in training mode cannot). The probe's
     changes to running statistics are undone."""
     n = len(task.train)
-    sizes = {n % config.batch_size, max(1, round(config.rho * n)) % config.batch_size}
+    sizes = {n % config.batch_size, sample_size(n, config.rho) % config.batch_size}
     if 1 not in sizes:
         return
     x, _ = next(batches(task.train, torch.arange(1), 1, task.collate_fn))

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import FitConfig
-from ..data import Stream, batches, epoch_generator, num_batches, to_device
+from ..data import Stream, batches, epoch_generator, num_batches, sample_size, to_device
 from ..flat import FlatParameters
 from ..models import MultiTaskModel
 from ..tasks import Task
@@ -123,7 +123,13 @@ class Method:
     def load_state_dict(self, state: dict) -> None:
         self.task_weights = dict(state["task_weights"])
         for key, opt_state in state["optimizers"].items():
-            self.optimizers[key].load_state_dict(opt_state)
+            optimizer = self.optimizers[key]
+            # The optimizers were built from this call's config; their saved state
+            # (moments, steps) is restored, their learning rate stays this call's.
+            lrs = [group["lr"] for group in optimizer.param_groups]
+            optimizer.load_state_dict(opt_state)
+            for group, lr in zip(optimizer.param_groups, lrs):
+                group["lr"] = lr
 
     # -- helpers ----------------------------------------------------------
     def make_optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -142,7 +148,7 @@ class Method:
         n = len(self.tasks[task].train)
         gen = epoch_generator(self.config.seed, epoch, Stream.TASK, task=task, cycle=cycle)
         perm = torch.randperm(n, generator=gen)
-        return perm[: max(1, round(fraction * n))]
+        return perm[: sample_size(n, fraction)]
 
     def interleaved_schedule(self, epoch: int) -> List[str]:
         """Standard multitask learning's order of one epoch: each task's name once
