@@ -616,11 +616,10 @@ class TaskParallel:
         return grad.cpu()
 
     def check_identical(self, epoch: int, result: EpochResult) -> None:
-        """Every rank's θ (a digest of its bytes) and epoch record equal rank 0's."""
+        """Every rank's θ (a digest of its bytes, dtype and shape) and epoch record equal rank 0's."""
         record = {k: v for k, v in result.as_dict().items() if k != "alpha_step"}
         record["alpha_step"] = {k: v for k, v in (result.alpha_step or {}).items() if k != "seconds"}
-        data = self.flat.data.detach().cpu().contiguous()
-        record["theta"] = hashlib.blake2b(data.numpy().view("uint8"), digest_size=16).hexdigest()
+        record["theta"] = checkpoint.digest(self.flat.data)
         record["counters"] = [c.tolist() for c in self.flat.other_buffers.values()]
         seen = self.group.all_gather_object(f"comparing the ranks after epoch {epoch + 1}", record)
         for rank, other in enumerate(seen):
