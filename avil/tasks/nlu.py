@@ -272,8 +272,7 @@ class TokenizedDataset(TorchDataset):
     def __getitems__(self, indices) -> list:
         """Items ``[self[i] for i in indices]`` from one batched Arrow read
         (torch's batched-fetch protocol; avil's up-front data checks use it)."""
-        rows = self.data.select(list(indices)).with_format(None)
-        columns = {k: rows[k] for k in (*self.keys, "label")}
+        columns = columns_as_lists(self.data.select(list(indices)), [*self.keys, "label"])
         return [({k: torch.tensor(columns[k][j]) for k in self.keys}, torch.tensor(columns["label"][j]))
                 for j in range(len(indices))]
 
@@ -603,10 +602,11 @@ def cache_states(ds: TokenizedDataset, encoder, collate_fn, batch_size: int = 64
     per_example = [None] * len(ds)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size].tolist()
-        x, _ = collate_fn([ds[i] for i in chunk])
+        x, _ = collate_fn(ds.__getitems__(chunk))
         states = encoder.frozen_states({k: v.to(device) for k, v in x.items()})["hidden_states"]
+        states = states.float().cpu()  # (B, L, hidden), once per batch
         for row, i in enumerate(chunk):
-            per_example[i] = states[row, :lengths[i]].float().cpu()  # (L_i, hidden)
+            per_example[i] = states[row, :lengths[i]]  # (L_i, hidden), a view
     states = torch.cat(per_example) if per_example else torch.zeros(0, encoder.out_features)
     return CachedStates(states, lengths, ds.labels)
 
