@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset as TorchDataset
 
-from avil.tasks import Task
+from avil.tasks import SPLITS, Task
 
 #: The paper profile's encoder (from the Hub: only on machines with network).
 MODEL = "roberta-base"
@@ -83,7 +83,6 @@ GLUE_TASKS = ("rte", "mrpc", "cola", "sst2", "qnli", "mnli", "qqp")
 GLUE_FOLDERS = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP",
                 "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
 
-SPLITS = ("train", "dev", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # of the movies, per stratum
 
 
@@ -550,7 +549,7 @@ class CachedStates(TorchDataset):
     (unpadded: L_i is the example's token count) and ``y`` a long scalar.
 
     states: every example's states one after another, (sum of L_i, hidden);
-    lengths (N,), labels (N,).
+    lengths (N,) (the L_i, turned into offsets into states), labels (N,).
     """
 
     def __init__(self, states: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor):
@@ -558,7 +557,6 @@ class CachedStates(TorchDataset):
             raise ValueError(f"CachedStates: {len(lengths)} lengths summing to {int(lengths.sum())}, "
                              f"{len(labels)} labels and {len(states)} states do not match")
         self.states = states
-        self.lengths = lengths
         self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]).tolist()
         self.labels = labels
 
