@@ -267,6 +267,7 @@ class Group:
         self.backend = dist.get_backend()
         self.dev_gradient = _settings["dev_gradient"]
         self.owner: Dict[str, int] = {}  # {task: rank}, set by check()
+        self.own: List[str] = []  # this rank's tasks, in task-list order, set by check()
         self.names: List[str] = []
 
     # -- collectives ---------------------------------------------------------
@@ -377,6 +378,7 @@ class Group:
                 f"cuda:{torch.cuda.current_device()}. Fix: FitConfig(device=avil.distributed.init()).")
         self.names = [t.name for t in tasks]
         self.owner = assign_tasks(task_costs(tasks, config), self.world_size)
+        self.own = [name for name in self.names if self.owner[name] == self.rank]
         # "cuda" (the rank's own GPU) rather than "cuda:<rank>": the History, which
         # records the config, and a resume's check of it are the same on every rank.
         return dataclasses.replace(config, device=device.type, progress=config.progress and self.rank == 0)
@@ -500,7 +502,7 @@ class Group:
 
         def read_tasks():
             optimizers = {}
-            for name in (n for n in self.names if self.owner[n] == self.rank):
+            for name in self.own:
                 filename, digest = distributed["files"][name]
                 part = checkpoint.load(directory, filename, expected_digest=digest)
                 if part is None:
@@ -551,7 +553,7 @@ class TaskParallel:
         self.partial = torch.empty(n + n_buffers, dtype=torch.float32, device=self.device)  # (N + N_b,)
 
     def owned_tasks(self) -> List[str]:
-        return [name for name in self.names if self.group.owner[name] == self.group.rank]
+        return list(self.group.own)
 
     def train_epoch(self, epoch: int) -> EpochResult:
         result = super().train_epoch(epoch)
@@ -616,11 +618,10 @@ class TaskParallel:
         return grad.cpu()
 
     def check_identical(self, epoch: int, result: EpochResult) -> None:
-        """Every rank's θ (a digest of its bytes) and epoch record equal rank 0's."""
+        """Every rank's θ (a digest of its bytes, dtype and shape) and epoch record equal rank 0's."""
         record = {k: v for k, v in result.as_dict().items() if k != "alpha_step"}
         record["alpha_step"] = {k: v for k, v in (result.alpha_step or {}).items() if k != "seconds"}
-        data = self.flat.data.detach().cpu().contiguous()
-        record["theta"] = hashlib.blake2b(data.numpy().view("uint8"), digest_size=16).hexdigest()
+        record["theta"] = checkpoint.digest(self.flat.data)
         record["counters"] = [c.tolist() for c in self.flat.other_buffers.values()]
         seen = self.group.all_gather_object(f"comparing the ranks after epoch {epoch + 1}", record)
         for rank, other in enumerate(seen):

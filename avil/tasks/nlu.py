@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset as TorchDataset
 
-from avil.tasks import Task
+from avil.tasks import SPLITS, Task
 
 #: The paper profile's encoder (from the Hub: only on machines with network).
 MODEL = "roberta-base"
@@ -83,7 +83,6 @@ GLUE_TASKS = ("rte", "mrpc", "cola", "sst2", "qnli", "mnli", "qqp")
 GLUE_FOLDERS = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP",
                 "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
 
-SPLITS = ("train", "dev", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # of the movies, per stratum
 
 
@@ -272,8 +271,7 @@ class TokenizedDataset(TorchDataset):
     def __getitems__(self, indices) -> list:
         """Items ``[self[i] for i in indices]`` from one batched Arrow read
         (torch's batched-fetch protocol; avil's up-front data checks use it)."""
-        rows = self.data.select(list(indices)).with_format(None)
-        columns = {k: rows[k] for k in (*self.keys, "label")}
+        columns = columns_as_lists(self.data.select(list(indices)), [*self.keys, "label"])
         return [({k: torch.tensor(columns[k][j]) for k in self.keys}, torch.tensor(columns["label"][j]))
                 for j in range(len(indices))]
 
@@ -551,7 +549,7 @@ class CachedStates(TorchDataset):
     (unpadded: L_i is the example's token count) and ``y`` a long scalar.
 
     states: every example's states one after another, (sum of L_i, hidden);
-    lengths (N,), labels (N,).
+    lengths (N,) (the L_i, turned into offsets into states), labels (N,).
     """
 
     def __init__(self, states: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor):
@@ -559,7 +557,6 @@ class CachedStates(TorchDataset):
             raise ValueError(f"CachedStates: {len(lengths)} lengths summing to {int(lengths.sum())}, "
                              f"{len(labels)} labels and {len(states)} states do not match")
         self.states = states
-        self.lengths = lengths
         self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]).tolist()
         self.labels = labels
 
@@ -603,10 +600,11 @@ def cache_states(ds: TokenizedDataset, encoder, collate_fn, batch_size: int = 64
     per_example = [None] * len(ds)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size].tolist()
-        x, _ = collate_fn([ds[i] for i in chunk])
+        x, _ = collate_fn(ds.__getitems__(chunk))
         states = encoder.frozen_states({k: v.to(device) for k, v in x.items()})["hidden_states"]
+        states = states.float().cpu()  # (B, L, hidden), once per batch
         for row, i in enumerate(chunk):
-            per_example[i] = states[row, :lengths[i]].float().cpu()  # (L_i, hidden)
+            per_example[i] = states[row, :lengths[i]]  # (L_i, hidden), a view
     states = torch.cat(per_example) if per_example else torch.zeros(0, encoder.out_features)
     return CachedStates(states, lengths, ds.labels)
 
