@@ -124,7 +124,7 @@ class FitConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 bad(name, "must be an integer ≥ 1", example)
-        if not isinstance(self.alpha_steps, int) or self.alpha_steps < 0:
+        if not isinstance(self.alpha_steps, int) or isinstance(self.alpha_steps, bool) or self.alpha_steps < 0:
             bad("alpha_steps", "must be an integer ≥ 0", 10)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2 ** 32:
             bad("seed", "must be an integer in [0, 2**32)", 0)
@@ -140,7 +140,7 @@ class FitConfig:
             if not isinstance(self.checkpoint_dir, (str, os.PathLike)) or not str(self.checkpoint_dir):
                 bad("checkpoint_dir", "must be a directory path (str or pathlib.Path) or None", "runs/ckpt")
             self.checkpoint_dir = os.fspath(self.checkpoint_dir)
-        if not isinstance(self.rho, (int, float)) or not 0 < self.rho <= 1:
+        if not _is_number(self.rho) or not 0 < self.rho <= 1:
             bad("rho", "must lie in (0, 1]", 1.0)
         choices = {
             "optimizer": ("adam", "sgd"),

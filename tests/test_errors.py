@@ -304,7 +304,7 @@ def test_gcs_with_a_parameter_free_target_head(toy):
 
 # -- finding 7: config and names -----------------------------------------------------------------
 
-@pytest.mark.parametrize("field", ["lr", "epochs", "batch_size", "eval_batch_size", "seed"])
+@pytest.mark.parametrize("field", ["lr", "epochs", "batch_size", "eval_batch_size", "seed", "rho", "alpha_steps"])
 def test_bools_are_not_numbers(toy, field):
     _, tasks = toy()
     with pytest.raises(ValueError, match=rf"FitConfig\.{field} = True: .*Fix"):
