@@ -143,7 +143,7 @@ def _lbfgs(f: CountedObjective, init: torch.Tensor, lo: torch.Tensor, hi: torch.
            tol: float):
     """L-BFGS-B to convergence; returns the best α evaluated (the solver's
     iterate unless a line search ended on a worse point)."""
-    from scipy.optimize import minimize  # imported here: only this solver needs scipy
+    from scipy.optimize import minimize  # on first use: it takes a while to import, and `import avil` need not
 
     def fun(x: np.ndarray):
         total, _, grad = f(torch.from_numpy(x).float())

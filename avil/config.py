@@ -1,7 +1,7 @@
 """FitConfig: every knob of a run, with the defaults of docs/design.md §1."""
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional
 
 import torch
@@ -111,7 +111,9 @@ class FitConfig:
     diw_max_dev: int = 1000
 
     def validate(self) -> "FitConfig":
-        """Raise ValueError naming the field and the fix for any invalid value."""
+        """A normalised copy of this config (device and checkpoint_dir as
+        strings), after checking every field: raises ValueError naming the
+        field and the fix for any invalid value. ``self`` is left unchanged."""
         def bad(name, rule, example):
             value = getattr(self, name)
             raise ValueError(
@@ -135,11 +137,10 @@ class FitConfig:
         for name in ("progress", "alpha_ablation"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, "must be True or False", False)
-        self.device = check_device(self.device)
+        device = check_device(self.device)
         if self.checkpoint_dir is not None:
             if not isinstance(self.checkpoint_dir, (str, os.PathLike)) or not str(self.checkpoint_dir):
                 bad("checkpoint_dir", "must be a directory path (str or pathlib.Path) or None", "runs/ckpt")
-            self.checkpoint_dir = os.fspath(self.checkpoint_dir)
         if not _is_number(self.rho) or not 0 < self.rho <= 1:
             bad("rho", "must lie in (0, 1]", 1.0)
         choices = {
@@ -175,7 +176,8 @@ class FitConfig:
             bad("weight_max", f"must be a finite number > weight_min ({self.weight_min})", 4.0)
         if not _is_number(self.diw_bound) or not 1 < self.diw_bound < float("inf"):
             bad("diw_bound", "must be a finite number > 1 (the weights have mean 1)", 5.0)
-        return self
+        checkpoint_dir = None if self.checkpoint_dir is None else os.fspath(self.checkpoint_dir)
+        return replace(self, device=device, checkpoint_dir=checkpoint_dir)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -37,9 +37,9 @@ class History:
         changes equals an uninterrupted one.
 
     ``to_json``/``from_json`` (and ``to_dict``/``from_dict``) round-trip it; the
-    dict carries ``format_version``. Reading tolerates what other versions
-    write: a missing field gets its default, an unknown key is ignored with a
-    warning.
+    dict carries ``format_version``. Reading tolerates what older versions
+    write (a missing field gets its default; an unknown key is ignored with a
+    warning) and refuses a newer ``format_version``, naming the file.
     """
 
     method: str
@@ -93,6 +93,14 @@ class History:
             raise ValueError(f"{source}: expected a dict of History fields, got {type(d).__name__}.")
         d = dict(d)
         version = d.pop("format_version", 1)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ValueError(f"{source}: format_version is {version!r}, not an integer. Fix: pass a file written "
+                             "by History.to_json.")
+        if version > FORMAT_VERSION:
+            raise ValueError(
+                f"{source}: written with History format_version {version!r}, newer than this avil reads "
+                f"(format_version {FORMAT_VERSION}). Fix: upgrade avil to read it "
+                "(pip install -U avil), or re-create the file with this version.")
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(d) - set(known))
         if unknown:
@@ -120,3 +128,4 @@ class History:
                 raise ValueError(f"{path} is not a History JSON file ({err}). "
                                  "Fix: pass a file written by History.to_json.") from err
         return cls.from_dict(data, source=str(path))
+

@@ -38,7 +38,7 @@ def _load_extension() -> bool:
     if os.environ.get("AVIL_DISABLE_EXT", "0") == "1":
         return False
     try:
-        from avil import _C  # noqa: F401  (imported for its op registrations)
+        from . import _C  # noqa: F401  (imported for its op registrations)
     except ImportError:
         return False
     return True

@@ -338,6 +338,15 @@ def test_a_torch_device_is_stored_as_a_string(toy, tmp_path):
     assert avil.History.from_json(tmp_path / "h.json") == history
 
 
+def test_fit_leaves_the_callers_config_untouched(toy, tmp_path):
+    _, tasks = toy()
+    device, directory = torch.device("cpu"), tmp_path / "ckpt"
+    config = avil.FitConfig(epochs=1, progress=False, device=device, checkpoint_dir=directory)
+    history = avil.fit(toy_suite.make_encoder(0), tasks, toy_suite.TARGET, "avil", config)
+    assert config.device is device and config.checkpoint_dir is directory  # not normalised in place
+    assert history.config["device"] == "cpu"
+
+
 @pytest.mark.parametrize("name", ["a.b", "", "train", "keys", 3])
 def test_task_names_that_cannot_key_a_module(toy, name):
     _, tasks = toy()

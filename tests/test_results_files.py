@@ -51,12 +51,27 @@ def test_history_json_carries_its_format_version_and_round_trips(tmp_path):
 
 
 def test_history_from_json_ignores_unknown_keys_with_a_warning(tmp_path):
-    data = {**history().to_dict(), "alpha_diagnostics": [{"iterations": 3}], "format_version": 3}
+    data = {**history().to_dict(), "alpha_diagnostics": [{"iterations": 3}]}
     (tmp_path / "h.json").write_text(json.dumps(data))
     with pytest.warns(UserWarning, match=r"h.json: ignoring keys this avil does not know: \['alpha_diagnostics'\] "
-                                         r"\(the data has format_version 3"):
+                                         rf"\(the data has format_version {FORMAT_VERSION}"):
         loaded = avil.History.from_json(tmp_path / "h.json")
     assert loaded == history()
+
+
+@pytest.mark.parametrize("version", [FORMAT_VERSION + 1, 999])
+def test_history_from_json_refuses_a_newer_format_version_naming_file_and_version(tmp_path, version):
+    (tmp_path / "h.json").write_text(json.dumps({**history().to_dict(), "format_version": version}))
+    with pytest.raises(ValueError, match=rf"h.json: written with History format_version {version}, newer than "
+                                         rf"this avil reads \(format_version {FORMAT_VERSION}\)\. Fix"):
+        avil.History.from_json(tmp_path / "h.json")
+
+
+@pytest.mark.parametrize("version", ["2", None, True])
+def test_history_from_json_refuses_a_format_version_that_is_not_an_integer(tmp_path, version):
+    (tmp_path / "h.json").write_text(json.dumps({**history().to_dict(), "format_version": version}))
+    with pytest.raises(ValueError, match=rf"h.json: format_version is {version!r}, not an integer\. Fix"):
+        avil.History.from_json(tmp_path / "h.json")
 
 
 def test_history_from_json_reads_files_written_before_the_version_existed(tmp_path):

@@ -64,7 +64,7 @@ class AlphaVIL(Method):
         self.theta0 = torch.empty(n, dtype=torch.float32, device=self.device)  # (N,)
         self.deltas = torch.empty(k, n, dtype=DTYPES[self.config.delta_dtype], device=self.device)  # (K, N)
 
-    def train_epoch(self, epoch: int) -> dict:
+    def train_epoch(self, epoch: int) -> EpochResult:
         self.theta0.copy_(self.flat.data)
         losses = self.task_passes(epoch)
         alphas, diagnostics = self.tune_alphas(epoch)  # (K,)

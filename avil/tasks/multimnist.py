@@ -42,8 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from avil.models import LeNet
-from avil.tasks import Task
+from .. import metrics
+from ..models import LeNet
+from . import Task
 
 N_TRAIN_SOURCE = 60_000  # MNIST training digits (pickle: 50k train + 10k valid)
 N_TEST_SOURCE = 10_000
@@ -372,8 +373,6 @@ def make_tasks(target: str = "left", suite: str = "basic", n_train: Optional[int
     are ``nn.Linear(50, classes)``, loss ``F.cross_entropy``, metric
     ``avil.metrics.accuracy``. Sizes, seed, max_shift, path: ``build_multimnist``.
     """
-    from avil import metrics  # lazy: keeps this module importable on its own
-
     if target not in ("left", "right"):
         raise ValueError(f"target={target!r}: must be 'left' or 'right'.")
     if suite not in ("basic", "extended"):
