@@ -40,6 +40,7 @@ except ImportError:  # Windows: no advisory locks
     fcntl = None
 
 FILENAME = "checkpoint.pt"
+BEST_FILENAME = "best.pt"  # the model state of the best dev epoch (FitConfig.load_best_model_at_end)
 TASK_FILENAME = "task{index}.epoch{epoch}.pt"  # a task-parallel run's per-task optimizer state
 LOCKNAME = "checkpoint.lock"
 FORMAT = 2

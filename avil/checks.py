@@ -35,6 +35,21 @@ def checked_config(config: Optional[FitConfig]) -> FitConfig:
     return config.validate()
 
 
+def check_callbacks(callbacks) -> list:
+    """``avil.fit``'s callbacks as a list, each with a callable ``on_epoch_end``."""
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks is {describe(callbacks)}, not a list. Fix: pass callbacks=[...], e.g. "
+                        "[avil.callbacks.TensorBoard('runs/tb')].")
+    for callback in callbacks:
+        for hook, required in (("on_epoch_end", True), ("on_fit_end", False)):
+            if (required or hasattr(callback, hook)) and not callable(getattr(callback, hook, None)):
+                raise TypeError(f"the callback {describe(callback)} has no callable {hook}. Fix: give it a method "
+                                f"{hook}({'epoch, history' if hook == 'on_epoch_end' else 'history'}).")
+    return list(callbacks)
+
+
 def check_tasks(tasks: List[Task], target: str) -> None:
     """Clear errors for the mistakes a new user makes first."""
     if not isinstance(tasks, (list, tuple)) or not tasks:

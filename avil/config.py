@@ -9,6 +9,8 @@ import torch
 from .alpha_step import SOLVERS
 
 DELTA_DTYPES = ("float32", "bfloat16", "float16")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "linear", "cosine")
 
 
 @dataclass
@@ -19,8 +21,26 @@ class FitConfig:
       epochs, batch_size, lr, seed: as usual (numbers, never bools).
       device: "cpu", "cuda", "cuda:1", "mps" or a torch.device; checked to
         exist on this machine, and stored as a string (JSON-able).
-      optimizer: "adam" | "sgd" (SGD with momentum 0.9) for the model parameters.
-        αVIL keeps one optimizer per task, whose state persists across epochs.
+      optimizer: "adam" | "adamw" | "sgd" (SGD with momentum 0.9) for the model
+        parameters. αVIL keeps one optimizer per task, whose state persists
+        across epochs.
+      weight_decay: decoupled weight decay of "adamw" (as in
+        transformers.TrainingArguments); biases and normalisation layers'
+        parameters are not decayed. 0 for the other optimizers.
+      lr_scheduler_type: "constant" | "linear" | "cosine": the learning rate
+        over the run, after ``warmup_ratio`` of it spent rising linearly from
+        0. Every optimizer has its own schedule over its own steps: one per
+        optimizer step, ``epochs`` × its steps per epoch in all (under αVIL,
+        each task's optimizer over its task passes). History.lr records it.
+      warmup_ratio: the share of the steps in warmup, in [0, 1).
+      max_grad_norm: clip the gradient norm of every step to this (None: no
+        clipping).
+      bf16, fp16: train under autocast in bfloat16 / float16 (fp16 with a
+        GradScaler). Evaluation and αVIL's α-step stay in float32.
+      load_best_model_at_end: when ``fit`` returns, the encoder and heads hold
+        the state of the epoch ``History.test`` reports (the best dev epoch);
+        False leaves them at the last epoch. One copy of the model's state is
+        kept for it (with checkpoint_dir, also on disk).
       eval_batch_size: batch size of dev/test evaluation.
       progress: tqdm bars on epochs and task passes (True | False).
       checkpoint_dir: if set, every epoch is written there atomically and
@@ -80,6 +100,13 @@ class FitConfig:
     batch_size: int = 32
     lr: float = 1e-3
     optimizer: str = "adam"
+    weight_decay: float = 0.0
+    lr_scheduler_type: str = "constant"
+    warmup_ratio: float = 0.0
+    max_grad_norm: Optional[float] = None
+    bf16: bool = False
+    fp16: bool = False
+    load_best_model_at_end: bool = True
     seed: int = 0
     device: str = "cpu"
     eval_batch_size: int = 512
@@ -134,7 +161,7 @@ class FitConfig:
             value = getattr(self, name)
             if not _is_number(value) or not value > 0 or value == float("inf"):
                 bad(name, "must be a finite number > 0", example)
-        for name in ("progress", "alpha_ablation"):
+        for name in ("progress", "alpha_ablation", "bf16", "fp16", "load_best_model_at_end"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, "must be True or False", False)
         device = check_device(self.device)
@@ -144,7 +171,8 @@ class FitConfig:
         if not _is_number(self.rho) or not 0 < self.rho <= 1:
             bad("rho", "must lie in (0, 1]", 1.0)
         choices = {
-            "optimizer": ("adam", "sgd"),
+            "optimizer": OPTIMIZERS,
+            "lr_scheduler_type": SCHEDULES,
             "alpha_solver": SOLVERS,
             "alpha_init": ("ones", "weights"),
             "weight_update": ("additive", "multiplicative", "replace"),
@@ -154,6 +182,20 @@ class FitConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 bad(name, f"must be one of {allowed}", allowed[0])
+        if not _is_number(self.weight_decay) or not 0 <= self.weight_decay < math.inf:
+            bad("weight_decay", "must be a finite number ≥ 0", 0.01)
+        if self.weight_decay and self.optimizer != "adamw":
+            raise ValueError(f"FitConfig.weight_decay = {self.weight_decay!r} with optimizer={self.optimizer!r}: "
+                             "weight decay is applied AdamW-style (decoupled from the gradient). Fix: pass "
+                             "FitConfig(optimizer='adamw', weight_decay=...), or weight_decay=0.")
+        if not _is_number(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
+            bad("warmup_ratio", "must be a number in [0, 1)", 0.1)
+        if self.max_grad_norm is not None and (not _is_number(self.max_grad_norm)
+                                               or not 0 < self.max_grad_norm < math.inf):
+            bad("max_grad_norm", "must be a finite number > 0, or None for no clipping", 1.0)
+        if self.bf16 and self.fp16:
+            raise ValueError("FitConfig.bf16 = True and FitConfig.fp16 = True: autocast takes one half type. "
+                             "Fix: pass only one of them (bf16 where the hardware has it).")
         if self.alpha_dev_size is not None and (
                 not isinstance(self.alpha_dev_size, int) or isinstance(self.alpha_dev_size, bool)
                 or self.alpha_dev_size < 1):

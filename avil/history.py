@@ -23,6 +23,9 @@ class History:
     test: the target's test metric at the epoch with the best dev metric
         (the first such epoch on ties); best_epoch is that epoch, 1-based.
     train_loss: one dict {task: mean training loss} per epoch.
+    lr: one dict per epoch, {optimizer: the learning rate of its last step in
+        that epoch} ("model" for the interleaved methods; one per task under
+        αVIL, each with its own schedule): FitConfig.lr_scheduler_type at work.
     alpha_step: one dict per epoch (αVIL only) of what the α-step did:
         loss_init / loss_final (target dev loss at α_init / at the chosen α),
         iterations, evaluations, on_bound (tasks whose α ended on a bound),
@@ -52,6 +55,7 @@ class History:
     dev: List[float] = field(default_factory=list)
     test_per_epoch: List[float] = field(default_factory=list)
     train_loss: List[Dict[str, float]] = field(default_factory=list)
+    lr: List[Dict[str, float]] = field(default_factory=list)
     alpha_step: List[Dict] = field(default_factory=list)
     test: Optional[float] = None
     best_epoch: Optional[int] = None
@@ -59,9 +63,11 @@ class History:
     alpha_step_seconds: List[float] = field(default_factory=list, compare=False)
     resumes: List[Dict] = field(default_factory=list, compare=False)
 
-    def record(self, *, task_weights, alphas, train_loss, dev, test, seconds, alpha_step=None) -> None:
+    def record(self, *, task_weights, alphas, train_loss, dev, test, seconds, lr=None, alpha_step=None) -> None:
         """Append one epoch and update the best-dev test figure."""
         self.task_weights.append(dict(task_weights))
+        if lr is not None:
+            self.lr.append(dict(lr))
         if alphas:
             self.alphas.append(dict(alphas))
         if alpha_step:

@@ -29,14 +29,15 @@ they go straight to the code path above.
 import math
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint, distributed
-from .checks import check_data, check_tasks, checked_config, describe
+from .best_model import BestModel
+from .checks import check_callbacks, check_data, check_tasks, checked_config, describe
 from .config import FitConfig
 from .data import batches, to_device
 from .flat import FlatParameters
@@ -117,11 +118,21 @@ def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avi
 
 
 def fit(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil",
-        config: Optional[FitConfig] = None, resume: bool = False, overwrite: bool = False) -> History:
+        config: Optional[FitConfig] = None, resume: bool = False, overwrite: bool = False,
+        callbacks: Sequence = ()) -> History:
     """Train ``encoder`` with one head per task by ``method``, for the target task.
 
+    Trains the encoder and the tasks' heads *in place*, as a PyTorch training
+    loop does: when ``fit`` returns they hold the state of the epoch that
+    ``History.test`` reports (``FitConfig.load_best_model_at_end``, default) or
+    of the last epoch. Copy them first (``copy.deepcopy``) to keep the
+    untrained modules, e.g. to start several runs from one initialisation.
+
     Returns the History (target dev metric per epoch, test metric at the best
-    dev epoch, task weights and α per epoch). With ``config.checkpoint_dir``
+    dev epoch, task weights and α per epoch). ``callbacks``: objects with
+    ``on_epoch_end(epoch, history)`` (epoch: epochs done, 1-based), called after
+    every epoch is recorded and checkpointed, and optionally
+    ``on_fit_end(history)`` (``avil.callbacks``). With ``config.checkpoint_dir``
     every epoch is checkpointed; ``resume=True`` continues from the last one
     (and starts afresh when there is none yet), and may change ``epochs``,
     ``lr`` and ``eval_batch_size`` (recorded in ``History.resumes``). A fresh
@@ -131,6 +142,7 @@ def fit(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil"
     uninterrupted one.
     """
     config = checked_config(config)
+    callbacks = check_callbacks(callbacks)
     if resume and not config.checkpoint_dir:
         raise ValueError("resume=True needs FitConfig.checkpoint_dir (where the run was checkpointed).")
     if resume and overwrite:
@@ -139,13 +151,16 @@ def fit(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil"
     setup = build(encoder, tasks, target, method, config)
     history = History(method=method, target=target, tasks=[t.name for t in tasks],
                       seed=config.seed, config=recorded_config(config))
+    best = BestModel(keep=config.load_best_model_at_end)
     if not config.checkpoint_dir:
-        return train(setup, history)
+        return train(setup, history, best, callbacks)
     with setup.parallel.locked(config.checkpoint_dir) as directory:
         if resume:
             state = setup.parallel.load(directory)
             if state is not None:
                 history = restore(setup, state, history, directory)
+                if config.load_best_model_at_end:
+                    best.restore(setup.flat, history, directory)
         elif setup.parallel.exists(directory) and not overwrite:
             raise ValueError(
                 f"FitConfig.checkpoint_dir = {str(directory)!r} already holds a checkpoint "
@@ -153,11 +168,12 @@ def fit(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil"
                 "Fix: pass resume=True to continue that run, overwrite=True to replace it, or another "
                 "checkpoint_dir."
             )
-        return train(setup, history, directory)
+        return train(setup, history, best, callbacks, directory)
 
 
-def train(setup: Setup, history: History, directory=None) -> History:
-    """The epoch loop: train, check, evaluate, record, checkpoint."""
+def train(setup: Setup, history: History, best: BestModel, callbacks: Sequence = (), directory=None) -> History:
+    """The epoch loop: train, check, evaluate, record, checkpoint, call back;
+    then, with ``load_best_model_at_end``, the best epoch's state back into the model."""
     config, runner = setup.config, setup.runner
     epochs = tqdm(range(history.epochs, config.epochs), initial=history.epochs, total=config.epochs,
                   desc=f"{setup.method} → {setup.target.name}", disable=not config.progress)
@@ -177,6 +193,14 @@ def train(setup: Setup, history: History, directory=None) -> History:
         epochs.set_postfix(dev=f"{dev:.4f}")
         if directory is not None:
             setup.parallel.save(directory, checkpoint_state(setup, history))
+        best.update(setup.flat, history, directory, setup.parallel)
+        for callback in callbacks:
+            callback.on_epoch_end(history.epochs, history)
+    if config.load_best_model_at_end:
+        best.load_into(setup.flat)
+    for callback in callbacks:
+        if hasattr(callback, "on_fit_end"):
+            callback.on_fit_end(history)
     return history
 
 
@@ -343,3 +367,9 @@ def check_resumable(state: dict, history: History, setup: Setup, directory) -> N
             f"{setup.config.epochs}. Fix: pass epochs ≥ {done} (epochs = {done} returns the saved run), or "
             "another checkpoint_dir."
         )
+    cfg, epochs = setup.config, saved["config"].get("epochs")
+    if epochs != cfg.epochs and (cfg.lr_scheduler_type != "constant" or cfg.warmup_ratio > 0):
+        raise ValueError(
+            f"cannot resume: {where} ran a {cfg.lr_scheduler_type!r} schedule with warmup_ratio {cfg.warmup_ratio} "
+            f"over {epochs} epochs, and this call asks for {cfg.epochs}: the schedule's length is part of the "
+            f"run. Fix: resume with epochs={epochs}, or start afresh (overwrite=True).")

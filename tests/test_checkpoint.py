@@ -292,7 +292,7 @@ def test_a_changed_lr_on_resume_is_what_the_optimizers_use(tmp_path, monkeypatch
     train_epoch = avil.METHODS["uniform"].train_epoch
 
     def spy(self, epoch):
-        seen.append(self.optimizers["model"].param_groups[0]["lr"])
+        seen.append(self.optimizers["model"].optimizer.param_groups[0]["lr"])
         return train_epoch(self, epoch)
 
     monkeypatch.setattr(avil.METHODS["uniform"], "train_epoch", spy)

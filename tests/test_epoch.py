@@ -10,18 +10,18 @@ def test_epoch_result_unpacks_like_the_dict_it_replaces():
     result = EpochResult(task_weights={"a": 1.0}, train_loss={"a": 0.5})
     assert result.alphas == {}
     assert dict(**result) == result.as_dict() == {"task_weights": {"a": 1.0}, "train_loss": {"a": 0.5},
-                                                   "alphas": {}}
+                                                   "lr": {}, "alphas": {}}
     with pytest.raises(KeyError):
         result["dev"]
     with pytest.raises(KeyError):
         result["alpha_step"]  # None: left out, so History.record gets only what was set
     step = EpochResult(task_weights={}, train_loss={}, alpha_step={"iterations": 3})
-    assert step["alpha_step"] == {"iterations": 3} and len(step) == 4
+    assert step["alpha_step"] == {"iterations": 3} and len(step) == 5
 
 
 @pytest.mark.parametrize("cls", [SingleTask, Uniform, GCS, DIW])
 def test_interleaved_methods_share_one_epoch_loop(cls):
-    """A method changes a slot, not the loop (issue 11: no training loop repeated)."""
+    """A method changes a slot, not the loop (no training loop repeated)."""
     assert cls.train_epoch is Method.train_epoch
 
 

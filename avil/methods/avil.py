@@ -37,7 +37,7 @@ import torch
 
 from .. import ops
 from ..alpha_step import solve
-from ..data import Stream, batches, epoch_generator, to_device
+from ..data import Stream, batches, epoch_generator, sample_size, to_device
 from .base import EpochResult, Method, TrainingError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -57,7 +57,7 @@ class AlphaVIL(Method):
         self.own = self.owned_tasks()  # the tasks trained here; row k of Δ is task own[k]
         # Per-task optimizer state persists across epochs (each task pass
         # continues its own trajectory from the merged θ0).
-        self.optimizers = {name: self.make_optimizer(self.task_params[name]) for name in self.own}
+        self.optimizers = {name: self.make_optimizer(self.task_params[name], key=name) for name in self.own}
         n, k = self.flat.numel, len(self.own)
         # θ0 must be a copy, never a view of the live buffer: training writes
         # into flat.data, and a view would make every δ zero.
@@ -73,8 +73,15 @@ class AlphaVIL(Method):
         rule = WEIGHT_RULES[self.config.weight_update]
         for name, a in alpha.items():
             self.task_weights[name] = self.bounded_weight(rule(self.task_weights[name], a))
-        return EpochResult(task_weights=dict(self.task_weights), train_loss=losses, alphas=alpha,
-                           alpha_step=diagnostics.to_dict())
+        return EpochResult(task_weights=dict(self.task_weights), train_loss=losses, lr=self.epoch_lrs(epoch),
+                           alphas=alpha, alpha_step=diagnostics.to_dict())
+
+    def steps_per_epoch(self, key: str) -> int:
+        """Task ``key``'s pass: its ρ-sample in batches (its optimizer's steps per epoch)."""
+        return self.num_batches(sample_size(len(self.tasks[key].train), self.config.rho))
+
+    def schedule_keys(self) -> List[str]:
+        return list(self.names)  # every task's, also those another process trains
 
     def bounded_weight(self, w: float) -> float:
         """w kept inside [weight_min, weight_max]: the recorded weight is the loss scale used."""

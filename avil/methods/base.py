@@ -16,6 +16,7 @@ from ..config import FitConfig
 from ..data import Stream, batches, epoch_generator, num_batches, sample_size, to_device
 from ..flat import FlatParameters
 from ..models import MultiTaskModel
+from ..optim import Stepper, autocast, decayed_parameters, schedule_factor
 from ..tasks import Task
 
 # One item of a task's batch stream: (indices into its training set (B,), the collated batch).
@@ -36,6 +37,8 @@ class EpochResult(Mapping):
 
     task_weights: Dict[str, float]  # {task: weight} after the epoch
     train_loss: Dict[str, float]  # {task: mean unweighted training loss}, tasks trained this epoch
+    # {optimizer: learning rate of its epoch's last step} ("model", or αVIL's tasks)
+    lr: Dict[str, float] = dataclasses.field(default_factory=dict)
     alphas: Dict[str, float] = dataclasses.field(default_factory=dict)  # {task: α}; αVIL only
     alpha_step: Optional[dict] = None  # how αVIL's α-step went (docs/design.md §2); αVIL only
 
@@ -80,7 +83,8 @@ class Method:
         shared = list(model.encoder.parameters())
         # The parameters task t's loss reaches: the encoder and its own head.
         self.task_params = {name: shared + list(model.heads[name].parameters()) for name in self.names}
-        self.optimizers: Dict[str, torch.optim.Optimizer] = {}
+        self.optimizers: Dict[str, Stepper] = {}
+        self.decayed = decayed_parameters(model)  # what AdamW's weight decay applies to
 
     # -- the interleaved epoch and its hooks --------------------------------
     def train_epoch(self, epoch: int) -> EpochResult:
@@ -97,7 +101,7 @@ class Method:
                 counts[name] += 1
         losses = self.mean_losses(sums, counts, epoch)
         self.finish_epoch()
-        return EpochResult(task_weights=dict(self.task_weights), train_loss=losses)
+        return EpochResult(task_weights=dict(self.task_weights), train_loss=losses, lr=self.epoch_lrs(epoch))
 
     def start_epoch(self, epoch: int) -> None:
         """Before an epoch's first slot (e.g. DIW re-estimates its example weights)."""
@@ -123,22 +127,33 @@ class Method:
     def load_state_dict(self, state: dict) -> None:
         self.task_weights = dict(state["task_weights"])
         for key, opt_state in state["optimizers"].items():
-            optimizer = self.optimizers[key]
             # The optimizers were built from this call's config; their saved state
-            # (moments, steps) is restored, their learning rate stays this call's.
-            lrs = [group["lr"] for group in optimizer.param_groups]
-            optimizer.load_state_dict(opt_state)
-            for group, lr in zip(optimizer.param_groups, lrs):
-                group["lr"] = lr
+            # (moments, steps, schedule position) is restored, their base learning rate stays this call's.
+            self.optimizers[key].load_state_dict(opt_state)
 
     # -- helpers ----------------------------------------------------------
-    def make_optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-        params = list(params)
-        if self.config.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=self.config.lr, momentum=0.9)
-        # fused: one kernel for all parameters instead of a loop of small ops
-        # (a MiniLM layer's Adam step: 7.2 ms → 1.2 ms on one CPU thread).
-        return torch.optim.Adam(params, lr=self.config.lr, fused=True)
+    def make_optimizer(self, params: Iterable[torch.nn.Parameter], key: str = "model") -> Stepper:
+        """The optimizer (with schedule, clipping, scaler) of ``key``, over ``params``."""
+        return Stepper(params, self.config, self.steps_per_epoch(key), self.decayed, self.device)
+
+    def steps_per_epoch(self, key: str) -> int:
+        """Optimizer steps per epoch of the optimizer ``key``: one per slot of the
+        interleaved schedule (every task's training batches)."""
+        return sum(self.num_batches(len(t.train)) for t in self.tasks.values())
+
+    def epoch_lrs(self, epoch: int) -> Dict[str, float]:
+        """{optimizer: the learning rate of its last step in ``epoch``} (0-based
+        epoch), from the schedule: the same on every process of a run."""
+        rates = {}
+        for key in self.schedule_keys():
+            per_epoch = self.steps_per_epoch(key)
+            last = (epoch + 1) * per_epoch - 1
+            rates[key] = self.config.lr * schedule_factor(last, self.config.epochs * per_epoch, self.config)
+        return rates
+
+    def schedule_keys(self) -> List[str]:
+        """The optimizers whose learning rates History.lr records."""
+        return ["model"]
 
     def order(self, task: str, epoch: int, fraction: float = 1.0, cycle: int = 0) -> torch.Tensor:
         """A seeded shuffle of the task's training indices (the first ``fraction`` of it).
@@ -178,16 +193,22 @@ class Method:
         return num_batches(n, self.config.batch_size)
 
     def task_loss(self, task: str, batch) -> torch.Tensor:
-        """The task's loss on one batch, with gradients bound to the flat buffer."""
+        """The task's loss on one batch (under autocast with bf16/fp16), with
+        gradients bound to the flat buffer."""
         x, y = to_device(batch, self.device)
         self.flat.bind_grads(self.task_params[task])
-        return self.tasks[task].loss_fn(self.model(x, task), y)
+        with self.autocast():
+            return self.tasks[task].loss_fn(self.model(x, task), y)
 
-    def step(self, optimizer: torch.optim.Optimizer, task: str, batch, scale: float = 1.0) -> torch.Tensor:
+    def autocast(self):
+        """The context of a training forward pass (``optim.autocast``)."""
+        return autocast(self.config, self.device)
+
+    def step(self, optimizer: Stepper, task: str, batch, scale: float = 1.0) -> torch.Tensor:
         """One optimizer step on ``scale · L_task(batch)``; returns the unscaled loss (detached)."""
         self.model.train()
         loss = self.task_loss(task, batch)
-        (loss * scale).backward()
+        optimizer.backward(loss * scale)
         optimizer.step()
         return loss.detach()
 

@@ -194,8 +194,9 @@ class DIW(Method):
         self.model.train()
         x, y = to_device(batch, self.device)
         self.flat.bind_grads(self.task_params[task])
-        per_example = self.tasks[task].loss_fn(self.model(x, task), y, reduction="none")
+        with self.autocast():
+            per_example = self.tasks[task].loss_fn(self.model(x, task), y, reduction="none")
         per_example = per_example.reshape(len(weights), -1).mean(dim=1)  # (B,)
-        (per_example * weights.to(per_example.device)).mean().backward()
+        optimizer.backward((per_example * weights.to(per_example.device)).mean())
         optimizer.step()
         return per_example.mean().detach()

@@ -96,13 +96,14 @@ class GCS(Method):
     def combined_step(self, optimizer, aux: str, target_batch, aux_batch):
         """One optimizer step on the gated sum of the target's and ``aux``'s gradients."""
         loss_t = self.task_loss(self.target, target_batch)
-        loss_t.backward()
+        optimizer.backward(loss_t)
         self.g_target.copy_(self.flat.grad)  # g_t (N,): encoder + target head
         # Bind before the auxiliary backward so the target head's .grad is a
         # view too; the auxiliary loss leaves it at zero.
         self.flat.bind_grads(self.pair_params[aux])
-        loss_a = self.tasks[aux].loss_fn(*self.forward(aux, aux_batch))
-        loss_a.backward()  # flat.grad = g_a: encoder + aux head
+        with self.autocast():
+            loss_a = self.tasks[aux].loss_fn(*self.forward(aux, aux_batch))
+        optimizer.backward(loss_a)  # flat.grad = g_a: encoder + aux head
         s, h = self.shared, self.target_head
         combined, weights = combine(self.g_target[s], self.flat.grad[s].unsqueeze(0), self.config.gcs_variant)
         self.flat.grad[s] = combined
