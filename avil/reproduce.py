@@ -53,10 +53,6 @@ def find_root(start: Optional[Path] = None) -> Optional[Path]:
     return package_parent if _is_repository(package_parent) else None
 
 
-# The repository at import time (None outside one): its notebooks are what `make reproduce` runs.
-ROOT = find_root()
-
-
 def active_profile(profile: str) -> str:
     """The profile a notebook runs, from its ``PROFILE`` and ``AVIL_PROFILE``.
 
