@@ -9,6 +9,7 @@ import torch
 
 import avil
 from avil import reproduce
+from avil.reproduce import results
 from avil.tasks import toy
 
 
@@ -66,7 +67,7 @@ def test_outside_a_repository_results_go_under_the_working_directory(tmp_path, m
     """A regular (non-editable) install, run from a folder of one's own."""
     monkeypatch.delenv("AVIL_RESULTS_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(reproduce, "__file__", str(tmp_path / "site-packages" / "avil" / "reproduce.py"))
+    monkeypatch.setattr(results, "__file__", str(tmp_path / "site-packages" / "avil" / "reproduce" / "results.py"))
     assert reproduce.find_root() is None
     assert reproduce.results_dir("00_x") == tmp_path / "results" / "00_x"
     with pytest.raises(FileNotFoundError, match="no avil repository"):
