@@ -7,6 +7,8 @@
 - ``tables`` and ``plots``: what the notebooks show;
 - ``results``: profiles, where results go, provenance, the metrics file and a
   notebook's closing cell (``finish``);
+- ``ablation``: notebook 03's ablation of the α-step (``from avil.reproduce
+  import ablation``);
 - ``__main__``: ``make reproduce``, which executes every notebook with papermill:
 
     python -m avil.reproduce --profile default            # into results/<notebook>/

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from .results import PROFILES, find_root, metrics_path, results_dir
-from .stats import PairedDifference, mean_std
+from .stats import PairedDifference
 
 
 def notebooks() -> List[Path]:
@@ -37,7 +37,10 @@ def run_notebook(path: Path, profile: str, output: Path, parameters: Optional[di
 
 def print_summary(profile: str) -> None:
     """One line per notebook, target (or suite) and method (or variant) from the
-    metrics files: the test metric, and its paired difference from single_task."""
+    metrics files, whose results are ``summarize``'s shape: the test metric
+    (mean ± std over seeds) and its paired difference from the baseline
+    (``vs_baseline``). A file of another shape (one written before its
+    notebook's results took that shape) gets one line saying so."""
     print(f"\n{'notebook':<16} {'target':<20} {'method':<48} {'test (mean ± std)':>17}  "
           f"{'Δ vs single_task (95 % CI, wins)':<30}")
     for nb in notebooks():
@@ -45,14 +48,23 @@ def print_summary(profile: str) -> None:
         if not path.exists():
             print(f"{nb.stem:<16} (no {path.name})")
             continue
-        data = json.loads(path.read_text())
-        for target, methods in data.get("results", {}).items():
+        results = json.loads(path.read_text()).get("results", {})
+        if not _summarize_shape(results):
+            print(f"{nb.stem:<16} ({path.name}: results of another shape; rerun the notebook to refresh it)")
+            continue
+        for target, methods in results.items():
             for method, s in methods.items():
-                tests = s["test"]
-                mean, std = mean_std(tests)
-                paired = s.get("vs_baseline") or s.get("difference")  # a compare summary, or 03's ablation
+                paired = s.get("vs_baseline")
                 diff = PairedDifference.from_dict(paired).format() if paired else ""
-                print(f"{nb.stem:<16} {target:<20} {method:<48} {100 * mean:>8.2f} ± {100 * std:<6.2f}  {diff}")
+                print(f"{nb.stem:<16} {target:<20} {method:<48} {100 * s['test_mean']:>8.2f} ± "
+                      f"{100 * s['test_std']:<6.2f}  {diff}")
+
+
+def _summarize_shape(results) -> bool:
+    """``{target: {method: summarize's entry}}``: every entry has the test's mean and std."""
+    return isinstance(results, dict) and all(
+        isinstance(methods, dict) and all(isinstance(s, dict) and {"test_mean", "test_std"} <= s.keys()
+                                          for s in methods.values()) for methods in results.values())
 
 
 def main(argv=None) -> int:
