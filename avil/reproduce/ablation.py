@@ -89,9 +89,11 @@ class Suite:
 
 
 def suites(profile: str, seeds: Sequence[int], names: Optional[Sequence[str]] = None) -> Dict[str, Suite]:
-    """The suites at the profile's sizes ("smoke" | "default" | "paper").
-    The text suite's frozen states are cached here for every seed, before
-    any run forks."""
+    """The suites at the profile's sizes ("smoke" | "default" | "paper"),
+    each built by its task module's factory, which defines what a seed
+    varies on it (docs/design.md §6): ``toy.make_run``,
+    ``multimnist.run_factory`` and ``nlu.TextSuite``. The text suite's frozen
+    states are cached here for every seed, before any run forks."""
     from ..tasks import multimnist, nlu, toy
 
     sizes = {
@@ -105,24 +107,17 @@ def suites(profile: str, seeds: Sequence[int], names: Optional[Sequence[str]] = 
                       ext=dict(n_train=12000, n_dev=2000, n_test=10000), ext_target=1000, ext_epochs=8,
                       text=dict(n_train=1000, n_dev=1000, n_test=None), text_epochs=5),
     }[profile]
-    mm = sizes["mm"]
-
-    def multimnist_run(suite: str, n_target_train: Optional[int] = None, sizes: dict = mm):
-        def run(seed):
-            torch.manual_seed(seed)  # the encoder's initialisation
-            return multimnist.make_encoder(), multimnist.make_tasks(
-                "left", suite, seed=0, n_target_train=n_target_train, **sizes)
-        return run
 
     sgd = dict(batch_size=128, optimizer="sgd", progress=False)
     out = {
-        "toy": Suite("toy", lambda seed: (toy.make_encoder(seed), toy.make_tasks(seed)), toy.TARGET,
+        "toy": Suite("toy", toy.make_run, toy.TARGET,
                      FitConfig(epochs=sizes["toy_epochs"], progress=False), harmful=("noise", "harmful"),
                      extras="all"),
-        "multimnist": Suite("multimnist", multimnist_run("basic", sizes=mm), "left",
+        "multimnist": Suite("multimnist", multimnist.run_factory("left", "basic", **sizes["mm"]), "left",
                             FitConfig(epochs=sizes["mm_epochs"], lr=0.05, **sgd), extras="cost"),
         "multimnist_extended": Suite(
-            "multimnist_extended", multimnist_run("extended", sizes["ext_target"], sizes["ext"]), "left",
+            "multimnist_extended",
+            multimnist.run_factory("left", "extended", n_target_train=sizes["ext_target"], **sizes["ext"]), "left",
             FitConfig(epochs=sizes["ext_epochs"], lr=0.02, **sgd), harmful=("shuffled", "right")),
         "text": Suite("text", None, "sentiment",
                       FitConfig(epochs=sizes["text_epochs"], batch_size=32, lr=1e-4, eval_batch_size=64,
