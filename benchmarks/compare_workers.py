@@ -39,9 +39,7 @@ def main(argv=None):
     sizes = {"n_train": args.n_train, "n_dev": 1000, "n_test": 2000}
     config = avil.FitConfig(epochs=args.epochs, batch_size=128, optimizer="sgd", lr=0.05, progress=False)
 
-    def make_run(seed):
-        torch.manual_seed(seed)  # the encoder is initialised from the global RNG
-        return multimnist.make_encoder(), multimnist.make_tasks("left", "basic", seed=0, head_seed=seed, **sizes)
+    make_run = multimnist.run_factory("left", "basic", data_seed=0, **sizes)  # as notebook 01
 
     seeds = list(range(args.seeds))
     rounds, results = {1: [], 2: []}, {}

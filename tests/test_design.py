@@ -1,8 +1,9 @@
 """docs/design.md is the design the code refers to: every "docs/design.md §N"
 in the repository names a section that exists, and the README links to it."""
 import re
+from pathlib import Path
 
-from avil.reproduce import ROOT
+ROOT = Path(__file__).resolve().parents[1]
 
 SOURCES = ["avil/**/*.py", "csrc/**/*.cpp", "csrc/**/*.cu", "csrc/**/*.h", "tests/**/*.py", "benchmarks/**/*.py",
            "README.md", "docs/*.md", "notebooks/*.ipynb"]

@@ -1,8 +1,9 @@
 """environment.yml pins what the Makefile installs: torch, requirements.txt
 and the offline data packages (requirements-data.txt, --no-deps), in order."""
 import re
+from pathlib import Path
 
-from avil.reproduce import ROOT
+ROOT = Path(__file__).resolve().parents[1]
 
 PIN = r"([A-Za-z0-9_.-]+)==([^\s#]+)"
 

@@ -95,8 +95,9 @@ def metrics_histories(metrics, method):
 
 
 def assert_ablation_makes_sense(metrics):
-    """03: every suite ran every variant against single_task; α and the weights
-    stayed finite and the weights inside the widest bounds any variant sets."""
+    """03: every suite ran every variant against single_task (its paired
+    difference under ``vs_baseline``, as ``summarize`` writes it); α and the
+    weights stayed finite and the weights inside the widest bounds any variant sets."""
     results = metrics["results"]
     assert set(results) == {"toy", "multimnist", "multimnist_extended", "text"}, list(results)
     for suite, variants in results.items():
@@ -105,5 +106,7 @@ def assert_ablation_makes_sense(metrics):
             assert s["all_finite"], (suite, label)
             assert 0.01 <= s["weight_range"][0] <= s["weight_range"][1] <= 4.0, (suite, label, s["weight_range"])
             assert all(0 <= t <= 1 for t in s["test"]), (suite, label)
+            # summarize's shape: every variant paired with single_task over every seed it ran
+            assert s["baseline"] == "single_task" and s["vs_baseline"]["seeds"] == len(s["test"]), (suite, label)
     toy_single = [h["test"] for h in metrics["histories"]["toy"]["single_task"]]
     assert min(toy_single) > 0.25 + 0.2, toy_single  # the toy target beats chance (4 classes)

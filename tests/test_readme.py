@@ -1,7 +1,8 @@
 """The README's bring-your-own-tasks example runs as written."""
 import re
+from pathlib import Path
 
-from avil.reproduce import ROOT
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bring_your_own_tasks_example_runs(capsys):

@@ -9,6 +9,7 @@ import torch
 
 import avil
 from avil import reproduce
+from avil.reproduce import results
 from avil.tasks import toy
 
 
@@ -66,7 +67,7 @@ def test_outside_a_repository_results_go_under_the_working_directory(tmp_path, m
     """A regular (non-editable) install, run from a folder of one's own."""
     monkeypatch.delenv("AVIL_RESULTS_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(reproduce, "__file__", str(tmp_path / "site-packages" / "avil" / "reproduce.py"))
+    monkeypatch.setattr(results, "__file__", str(tmp_path / "site-packages" / "avil" / "reproduce" / "results.py"))
     assert reproduce.find_root() is None
     assert reproduce.results_dir("00_x") == tmp_path / "results" / "00_x"
     with pytest.raises(FileNotFoundError, match="no avil repository"):
@@ -327,10 +328,19 @@ def test_alpha_step_cost_is_the_share_of_the_epochs_seconds():
 def test_print_summary_shows_each_notebooks_paired_difference(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AVIL_RESULTS_DIR", str(tmp_path))
     better = reproduce.paired_difference([0.83, 0.85, 0.88], [0.80, 0.82, 0.84])
-    compared = {"results": {"left": {"single_task": {"test": [0.80, 0.82, 0.84]},
-                                     "avil": {"test": [0.83, 0.85, 0.88], "vs_baseline": better.to_dict()}}}}
-    ablation = {"results": {"toy": {"paper's rule": {"test": [0.83, 0.85, 0.88], "difference": better.to_dict()}}}}
-    for notebook, metrics in (("01_multimnist", compared), ("03_alpha_tuning", ablation)):
+
+    def entry(tests, **more):  # what summarize writes, and what 03 adds to it
+        mean, std = reproduce.mean_std(tests)
+        return {"test": tests, "test_mean": mean, "test_std": std, **more}
+
+    compared = {"results": {"left": {"single_task": entry([0.80, 0.82, 0.84]),
+                                     "avil": entry([0.83, 0.85, 0.88], baseline="single_task",
+                                                   vs_baseline=better.to_dict())}}}
+    ablation = {"results": {"toy": {"paper's rule": entry([0.83, 0.85, 0.88], baseline="single_task",
+                                                          vs_baseline=better.to_dict(), all_finite=True)}}}
+    # 03's results as written before they took summarize's shape
+    older = {"results": {"toy": {"paper's rule": {"test": [0.83, 0.85, 0.88], "difference": better.to_dict()}}}}
+    for notebook, metrics in (("01_multimnist", compared), ("02_nlu", older), ("03_alpha_tuning", ablation)):
         (tmp_path / notebook).mkdir()
         (tmp_path / notebook / "metrics-smoke.json").write_text(json.dumps(metrics))
     reproduce.print_summary("smoke")
@@ -339,3 +349,5 @@ def test_print_summary_shows_each_notebooks_paired_difference(tmp_path, monkeypa
     for notebook, name in (("01_multimnist", "avil"), ("03_alpha_tuning", "paper's rule")):
         line = next(l for l in lines if l.startswith(notebook) and name in l)
         assert "85.33 ± 2.52" in line and line.rstrip().endswith("+3.33 ± 1.43 (3/3)")
+    assert [l for l in lines if l.startswith("02_nlu")] == [
+        "02_nlu           (metrics-smoke.json: results of another shape; rerun the notebook to refresh it)"]

@@ -10,6 +10,7 @@ import torch
 import avil
 from avil import checkpoint, io, reproduce
 from avil.history import FORMAT_VERSION
+from avil.reproduce import results
 from mounts import read_only_dir, small_disk  # noqa: F401 (fixtures)
 
 
@@ -161,7 +162,7 @@ def test_write_metrics_with_a_payload_that_is_not_json_keeps_the_previous_file(t
 
 def test_write_metrics_names_a_directory_it_cannot_write(read_only_dir, monkeypatch):
     monkeypatch.setenv("AVIL_RESULTS_DIR", str(read_only_dir.parent))
-    monkeypatch.setattr(reproduce, "results_dir", lambda notebook: read_only_dir)
+    monkeypatch.setattr(results, "results_dir", lambda notebook: read_only_dir)
     with pytest.raises(ValueError, match=rf"the results directory \(AVIL_RESULTS_DIR\) = '{read_only_dir}' is not a "
                                          r"writable directory.*Fix"):
         reproduce.write_metrics("nb", "default", {"results": {}})

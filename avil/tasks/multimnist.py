@@ -35,7 +35,7 @@ import pickle
 import struct
 from importlib.util import find_spec
 from pathlib import Path
-from typing import List, NamedTuple, Optional
+from typing import Callable, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -341,6 +341,13 @@ AUXILIARIES = {
 }
 
 
+def _check_suite(target: str, suite: str) -> None:
+    if target not in ("left", "right"):
+        raise ValueError(f"target={target!r}: must be 'left' or 'right'.")
+    if suite not in ("basic", "extended"):
+        raise ValueError(f"suite={suite!r}: must be 'basic' or 'extended'.")
+
+
 def make_tasks(target: str = "left", suite: str = "basic", n_train: Optional[int] = None,
                n_dev: Optional[int] = None, n_test: Optional[int] = None, seed: int = 0,
                max_shift: int = 2, path=None, n_target_train: Optional[int] = None,
@@ -373,10 +380,7 @@ def make_tasks(target: str = "left", suite: str = "basic", n_train: Optional[int
     are ``nn.Linear(50, classes)``, loss ``F.cross_entropy``, metric
     ``avil.metrics.accuracy``. Sizes, seed, max_shift, path: ``build_multimnist``.
     """
-    if target not in ("left", "right"):
-        raise ValueError(f"target={target!r}: must be 'left' or 'right'.")
-    if suite not in ("basic", "extended"):
-        raise ValueError(f"suite={suite!r}: must be 'basic' or 'extended'.")
+    _check_suite(target, suite)
     data = build_multimnist(n_train, n_dev, n_test, seed=seed, max_shift=max_shift, path=path)
     splits = (data.train, data.dev, data.test)
     n_images = len(data.train.images)  # n_train with None resolved to all
@@ -408,3 +412,33 @@ def make_tasks(target: str = "left", suite: str = "basic", n_train: Optional[int
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(HEAD_SEED_OFFSET + (seed if head_seed is None else head_seed))
         return [task(name) for name in labels]
+
+
+# What run_factory passes on to make_tasks besides the seeds (build_multimnist's arguments).
+_SIZES = ("n_train", "n_dev", "n_test", "max_shift", "path")
+
+
+def run_factory(target: str = "left", suite: str = "basic", data_seed: int = 0, n_target_train: Optional[int] = None,
+                **sizes) -> Callable[[int], Tuple[nn.Module, List[Task]]]:
+    """``make_run``: ``seed -> (encoder, tasks)`` for ``reproduce.compare``, and
+    the one definition of what a seed varies on MultiMNIST: the encoder's and
+    the heads' initialisation (and, through ``FitConfig.seed``, the batch
+    order). The data (the images, the splits, the ``shuffled`` permutation) is
+    fixed by ``data_seed``, so every seed trains and is tested on the same
+    examples. ``n_target_train`` and ``sizes`` (n_train, n_dev, n_test,
+    max_shift, path): as ``make_tasks``. Building a run neither reads nor
+    changes the global RNG state."""
+    _check_suite(target, suite)
+    unknown = sorted(set(sizes) - set(_SIZES))
+    if unknown:
+        raise TypeError(f"run_factory: unknown arguments {unknown}. Fix: pass only target, suite, data_seed, "
+                        f"n_target_train and {', '.join(_SIZES)}.")
+
+    def make_run(seed: int) -> Tuple[nn.Module, List[Task]]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # LeNet initialises from the global RNG: seed it, in a fork
+            encoder = make_encoder()
+        return encoder, make_tasks(target, suite, seed=data_seed, n_target_train=n_target_train, head_seed=seed,
+                                   **sizes)
+
+    return make_run

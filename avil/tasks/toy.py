@@ -13,7 +13,7 @@ examples. The auxiliaries:
 Why not "the target's labels flipped" as the harmful task: with one head per
 task its head simply learns the flip, and it is as helpful as ``same_rule``.
 """
-from typing import List
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -85,3 +85,10 @@ def make_tasks(seed: int = 0, n_target: int = 100, n_aux: int = 2000, n_dev: int
             Task("harmful", regression(n_aux), regression(n_dev), regression(n_test),
                  nn.Linear(hidden, 1), mse, metrics.negative_mse),
         ]
+
+
+def make_run(seed: int) -> Tuple[MLP, List[Task]]:
+    """``seed -> (encoder, tasks)`` for ``reproduce.compare``. On the toy suite a
+    seed varies everything: the target's rule, the data, the encoder's and the
+    heads' initialisation (and, through ``FitConfig.seed``, the batch order)."""
+    return make_encoder(seed), make_tasks(seed)

@@ -14,17 +14,19 @@ a measured choice:
 - ``text``: the Rotten Tomatoes suite on MiniLM, top layer fine-tuned on
   cached lower layers (Adam).
 
-    results = alpha_tuning.run(alpha_tuning.suites("default", seeds), seeds, workers=2)
-    alpha_tuning.differences_table(results)
+    suites = ablation.suites("default", seeds)
+    results = ablation.run(suites, seeds, workers=2)
+    ablation.differences_table(ablation.summary(results, suites))
 """
 import dataclasses
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from .config import FitConfig
-from .history import History
-from .reproduce import PairedDifference, compare, paired_difference
+from ..config import FitConfig
+from ..history import History
+from .runs import compare
+from .stats import PairedDifference, alpha_step_cost, paired_difference, ranked_below, summarize
 
 #: The variants of the α-step every suite runs: label -> FitConfig changes
 #: from ``FitConfig()``'s α-step fields. "carried" is alpha_init="weights"
@@ -66,6 +68,8 @@ EXTRAS: Dict[str, dict] = {
 #: the others only where a run takes seconds (``Suite.extras == "all"``).
 COST_EXTRAS = ("default, dev subset 64", "default, dev subset 1024")
 DEFAULT = "FitConfig() defaults"
+#: What every variant is paired with, per seed.
+BASELINE = "single_task"
 
 
 @dataclasses.dataclass
@@ -85,10 +89,12 @@ class Suite:
 
 
 def suites(profile: str, seeds: Sequence[int], names: Optional[Sequence[str]] = None) -> Dict[str, Suite]:
-    """The suites at the profile's sizes ("smoke" | "default" | "paper").
-    The text suite's frozen states are cached here for every seed, before
-    any run forks."""
-    from .tasks import multimnist, nlu, toy
+    """The suites at the profile's sizes ("smoke" | "default" | "paper"),
+    each built by its task module's factory, which defines what a seed
+    varies on it (docs/design.md §6): ``toy.make_run``,
+    ``multimnist.run_factory`` and ``nlu.TextSuite``. The text suite's frozen
+    states are cached here for every seed, before any run forks."""
+    from ..tasks import multimnist, nlu, toy
 
     sizes = {
         "smoke": dict(toy_epochs=2, mm=dict(n_train=256, n_dev=128, n_test=256), mm_epochs=1,
@@ -101,24 +107,17 @@ def suites(profile: str, seeds: Sequence[int], names: Optional[Sequence[str]] = 
                       ext=dict(n_train=12000, n_dev=2000, n_test=10000), ext_target=1000, ext_epochs=8,
                       text=dict(n_train=1000, n_dev=1000, n_test=None), text_epochs=5),
     }[profile]
-    mm = sizes["mm"]
-
-    def multimnist_run(suite: str, n_target_train: Optional[int] = None, sizes: dict = mm):
-        def run(seed):
-            torch.manual_seed(seed)  # the encoder's initialisation
-            return multimnist.make_encoder(), multimnist.make_tasks(
-                "left", suite, seed=0, n_target_train=n_target_train, **sizes)
-        return run
 
     sgd = dict(batch_size=128, optimizer="sgd", progress=False)
     out = {
-        "toy": Suite("toy", lambda seed: (toy.make_encoder(seed), toy.make_tasks(seed)), toy.TARGET,
+        "toy": Suite("toy", toy.make_run, toy.TARGET,
                      FitConfig(epochs=sizes["toy_epochs"], progress=False), harmful=("noise", "harmful"),
                      extras="all"),
-        "multimnist": Suite("multimnist", multimnist_run("basic", sizes=mm), "left",
+        "multimnist": Suite("multimnist", multimnist.run_factory("left", "basic", **sizes["mm"]), "left",
                             FitConfig(epochs=sizes["mm_epochs"], lr=0.05, **sgd), extras="cost"),
         "multimnist_extended": Suite(
-            "multimnist_extended", multimnist_run("extended", sizes["ext_target"], sizes["ext"]), "left",
+            "multimnist_extended",
+            multimnist.run_factory("left", "extended", n_target_train=sizes["ext_target"], **sizes["ext"]), "left",
             FitConfig(epochs=sizes["ext_epochs"], lr=0.02, **sgd), harmful=("shuffled", "right")),
         "text": Suite("text", None, "sentiment",
                       FitConfig(epochs=sizes["text_epochs"], batch_size=32, lr=1e-4, eval_batch_size=64,
@@ -138,7 +137,7 @@ def variant_config(suite: Suite, changes: dict) -> FitConfig:
 
 def run(suites: Dict[str, Suite], seeds: Sequence[int], variants: Optional[Dict[str, dict]] = None,
         extras: Optional[Dict[str, dict]] = None, workers: int = 1) -> Dict[str, Dict[str, List[History]]]:
-    """Every variant (and ``single_task``) on every suite and seed:
+    """Every variant (and ``BASELINE``) on every suite and seed:
     ``{suite: {label: [History per seed]}}``. The extras run on the suites
     that take them (``Suite.extras``), beside ``FitConfig()``'s defaults
     (label ``DEFAULT``)."""
@@ -152,49 +151,50 @@ def run(suites: Dict[str, Suite], seeds: Sequence[int], variants: Optional[Dict[
             runs.update({label: ("avil", variant_config(suite, changes)) for label, changes in extras.items()
                          if suite.extras == "all" or label in COST_EXTRAS})
         print(f"— {name}: {len(runs) + 1} configurations × {len(seeds)} seeds", flush=True)
-        results[name] = compare(suite.make_run, suite.target, ["single_task"], seeds, suite.config,
+        results[name] = compare(suite.make_run, suite.target, [BASELINE], seeds, suite.config,
                                 variants=runs, workers=workers)
     return results
 
 
-def harmful_lowest(history: History, harmful: Sequence[str], target: str) -> bool:
-    """Every harmful auxiliary's final weight is strictly below every other auxiliary's."""
-    final = history.task_weights[-1]
-    others = [final[n] for n in final if n != target and n not in harmful]
-    return all(final[h] < min(others) for h in harmful) if others else True
-
-
-def alpha_step_share(history: History) -> float:
-    """Seconds of the α-step over the seconds of the epochs (evaluation included)."""
-    return sum(history.alpha_step_seconds) / sum(history.epoch_seconds)
+def harmful_lowest(runs: List[History], suite: Suite) -> Optional[List[bool]]:
+    """Per seed: does every harmful auxiliary of the suite end with a final
+    weight strictly below every other auxiliary's (``ranked_below``)? None
+    where the suite names no harmful auxiliary."""
+    if not suite.harmful:
+        return None
+    others = [name for name in runs[0].tasks if name != suite.target and name not in suite.harmful]
+    below = [ranked_below({"": runs}, name, others)[""] for name in suite.harmful]  # (harmful, seeds)
+    return [all(per_seed) for per_seed in zip(*below)]
 
 
 def summary(results: Dict[str, Dict[str, List[History]]], suites: Dict[str, Suite]) -> Dict[str, Dict[str, dict]]:
-    """Per suite and variant: the paired difference from single_task (test
-    metric), the harmful-lowest check per seed, the α-step's cost and how far
-    α went: what the tables and metrics.json hold."""
+    """Per suite and variant: ``summarize``'s entry (the test metric per seed
+    and its mean ± std, and ``vs_baseline``: the paired difference from
+    ``BASELINE``), plus this ablation's own fields: ``harmful_lowest`` per
+    seed, the α-step's mean ``evaluations`` per epoch, its
+    ``alpha_step_share`` of the epochs' seconds (``alpha_step_cost``), how far
+    α and the weights went over all epochs and seeds (``alpha_range``,
+    ``weight_range``) and whether they stayed finite (``all_finite``): what
+    the tables and metrics.json hold."""
     out = {}
     for name, by_label in results.items():
-        suite = suites[name]
-        reference = {h.seed: h.test for h in by_label["single_task"]}
+        compared = summarize(by_label, baseline=BASELINE)
+        cost = alpha_step_cost(by_label)
         out[name] = {}
         for label, runs in by_label.items():
-            if label == "single_task":
+            if label == BASELINE:
                 continue
-            diff = paired_difference([h.test for h in runs], [reference[h.seed] for h in runs])
             alphas = [a for h in runs for epoch in h.alphas for a in epoch.values()]
             weights = [w for h in runs for epoch in h.task_weights for w in epoch.values()]
             out[name][label] = {
-                "difference": diff.to_dict(),
-                "harmful_lowest": [harmful_lowest(h, suite.harmful, suite.target) for h in runs]
-                if suite.harmful else None,
+                **compared[label],
+                "harmful_lowest": harmful_lowest(runs, suites[name]),
                 "evaluations": sum(s["evaluations"] for h in runs for s in h.alpha_step)
                 / max(1, sum(len(h.alpha_step) for h in runs)),
-                "alpha_step_share": sum(alpha_step_share(h) for h in runs) / len(runs),
+                "alpha_step_share": cost[label]["share"],
                 "alpha_range": [min(alphas), max(alphas)],
                 "weight_range": [min(weights), max(weights)],
                 "all_finite": all(torch.isfinite(torch.tensor(alphas + weights)).tolist()),
-                "test": [h.test for h in runs],
             }
     return out
 
@@ -210,8 +210,8 @@ def _difference_frame(columns: Dict[str, Dict[str, PairedDifference]], scale: fl
 
 
 def differences_table(summary: Dict[str, Dict[str, dict]], scale: float = 100.0):
-    """Variant × suite: test minus single_task, paired per seed."""
-    return _difference_frame({suite: {label: PairedDifference.from_dict(s["difference"])
+    """Variant × suite: test minus ``BASELINE``, paired per seed."""
+    return _difference_frame({suite: {label: PairedDifference.from_dict(s["vs_baseline"])
                                       for label, s in by_label.items()}
                               for suite, by_label in summary.items()}, scale)
 
@@ -258,7 +258,7 @@ def plot_differences(summary: Dict[str, Dict[str, dict]], scale: float = 100.0):
     for ax, (suite, by_label) in zip(axes[0], summary.items()):
         labels = list(by_label)
         for row, label in enumerate(labels):
-            d = by_label[label]["difference"]
+            d = by_label[label]["vs_baseline"]
             half = d["half_width"] if d["half_width"] is not None else 0.0
             ax.errorbar(scale * d["mean"], row, xerr=scale * half, fmt="o", color="k", capsize=3)
             ax.scatter([scale * x for x in d["differences"]], [row] * len(d["differences"]), s=10, alpha=0.5)
@@ -266,6 +266,6 @@ def plot_differences(summary: Dict[str, Dict[str, dict]], scale: float = 100.0):
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         ax.invert_yaxis()
         ax.set_title(suite, fontsize=9)
-        ax.set_xlabel("test − single_task (points)")
+        ax.set_xlabel(f"test − {BASELINE} (points)")
     fig.tight_layout()
     return fig

@@ -1,0 +1,188 @@
+"""The numbers the tables are made of: paired differences per seed with their
+t-interval, a ``compare`` result summarised per method, and per-run records
+of the α-step (its solve, the per-delta ablation, its cost) and of the final
+task weights' ranking."""
+import dataclasses
+import math
+import statistics
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..history import History
+
+
+def mean_std(values: Sequence[float]):
+    values = list(values)
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedDifference:
+    """a − b paired per seed: the mean, a two-sided t-interval and wins.
+
+    half_width is ``inf`` with one seed (no interval without a spread); a
+    difference is established only where the interval excludes 0
+    (``verdict``), never by its mean alone.
+    """
+
+    mean: float
+    half_width: float
+    wins: int  # seeds where a > b (strictly)
+    seeds: int
+    differences: Tuple[float, ...]  # a_i − b_i per seed
+    confidence: float = 0.95
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half_width
+
+    @property
+    def verdict(self) -> str:
+        """"higher" or "lower" where the interval excludes 0, else "inside CI"."""
+        return "higher" if self.low > 0 else "lower" if self.high < 0 else "inside CI"
+
+    def format(self, scale: float = 100.0) -> str:
+        """E.g. ``+1.81 ± 1.61 (3/3)``: mean ± half-width in ``scale`` units, wins/seeds."""
+        width = f"{scale * self.half_width:.2f}" if math.isfinite(self.half_width) else "∞"
+        return f"{scale * self.mean:+.2f} ± {width} ({self.wins}/{self.seeds})"
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["differences"] = list(self.differences)
+        data["half_width"] = self.half_width if math.isfinite(self.half_width) else None  # JSON has no inf
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PairedDifference":
+        return cls(**{**data, "differences": tuple(data["differences"]),
+                      "half_width": math.inf if data["half_width"] is None else data["half_width"]})
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> PairedDifference:
+    """The paired difference a − b over seeds (``a[i]`` and ``b[i]`` from the
+    same seed): mean, the half-width of its ``confidence`` t-interval
+    (``t_{n−1} · sd / √n``, scipy.stats.t), and wins/seeds."""
+    from scipy import stats
+
+    a, b = list(a), list(b)
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired_difference needs the same number (≥ 1) of values per side, one per seed; "
+                         f"got {len(a)} and {len(b)}.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence={confidence!r}: must be in (0, 1), e.g. 0.95.")
+    diffs = tuple(float(x) - float(y) for x, y in zip(a, b))
+    n = len(diffs)
+    half = math.inf
+    if n > 1:
+        half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * statistics.stdev(diffs) / math.sqrt(n)
+    return PairedDifference(statistics.fmean(diffs), half, sum(d > 0 for d in diffs), n, diffs, confidence)
+
+
+def summarize(histories: Dict[str, List[History]], baseline: Optional[str] = "single_task") -> Dict[str, dict]:
+    """Per method: test and dev mean ± std over seeds, best epochs, final weights
+    (mean), and, when ``baseline`` is among the methods, the paired difference
+    of the test metric from it per seed (``vs_baseline``: mean, 95 % t-interval,
+    wins; see ``paired_difference``), over the seeds both ran."""
+    out = {}
+    for method, runs in histories.items():
+        test_mean, test_std = mean_std(h.test for h in runs)
+        dev_mean, dev_std = mean_std(max(h.dev) for h in runs)
+        names = runs[0].tasks
+        out[method] = {
+            "test_mean": test_mean, "test_std": test_std, "dev_mean": dev_mean, "dev_std": dev_std,
+            "test": [h.test for h in runs], "best_dev": [max(h.dev) for h in runs],
+            "best_epoch": [h.best_epoch for h in runs], "seeds": [h.seed for h in runs],
+            "final_weights": {n: statistics.fmean(h.task_weights[-1][n] for h in runs) for n in names},
+            "seconds": sum(sum(h.epoch_seconds) for h in runs),
+        }
+        if baseline in histories and method != baseline:
+            reference = {h.seed: h.test for h in histories[baseline]}
+            paired = [(h.test, reference[h.seed]) for h in runs if h.seed in reference]
+            if paired:
+                out[method]["baseline"] = baseline
+                out[method]["vs_baseline"] = paired_difference(*zip(*paired)).to_dict()
+    return out
+
+
+def ranked_below(histories: Dict[str, List[History]], task: str, others: Sequence[str],
+                 strict: bool = True) -> Dict[str, List[bool]]:
+    """Per label, per seed: does ``task`` end with a lower weight than every
+    task in ``others``? (E.g. a harmful control below the helpful auxiliaries.)
+    strict=False also counts a tie (e.g. two tasks on the weight floor) as below."""
+    below = (lambda a, b: a < b) if strict else (lambda a, b: a <= b)
+    return {label: [all(below(h.task_weights[-1][task], h.task_weights[-1][o]) for o in others) for h in runs]
+            for label, runs in histories.items()}
+
+
+def _alpha_step_runs(histories: Dict[str, List[History]]):
+    """(label, History) of every run with an α-step (αVIL's), in order."""
+    return [(label, h) for label, runs in histories.items() for h in runs if h.alpha_step]
+
+
+def alpha_step_records(histories: Dict[str, List[History]]) -> List[dict]:
+    """What every αVIL run's α-step did, one flat record per (label, seed,
+    epoch), JSON-able (for a metrics file) and the rows of ``alpha_step_table``:
+    ``rule`` (the label), ``seed``, ``epoch`` (1-based), ``α[task]`` (the
+    chosen α) and ``w[task]`` (the task weight after the epoch) for every
+    task, the target's dev loss on the α-step's dev subset at α_init
+    (``loss_init``) and at the chosen α (``loss_final``), the solver's
+    ``iterations`` and ``evaluations``, ``on_bound`` (the tasks whose α ended
+    on a bound of the trust region), ``converged`` and ``seconds`` (the
+    α-step's wall time). Runs without an α-step (other methods) are left out."""
+    rows = []
+    for label, h in _alpha_step_runs(histories):
+        for epoch, (step, alphas, weights, seconds) in enumerate(
+                zip(h.alpha_step, h.alphas, h.task_weights, h.alpha_step_seconds), 1):
+            rows.append({"rule": label, "seed": h.seed, "epoch": epoch,
+                         **{f"α[{name}]": alphas[name] for name in h.tasks},
+                         **{f"w[{name}]": weights[name] for name in h.tasks},
+                         **{key: step[key] for key in ("loss_init", "loss_final", "iterations", "evaluations",
+                                                       "on_bound", "converged")},
+                         "seconds": seconds})
+    return rows
+
+
+def ablation_records(histories: Dict[str, List[History]]) -> List[dict]:
+    """The per-delta ablation of every αVIL run, one record per (label, seed,
+    epoch): ``rule``, ``seed``, ``epoch`` and, per task, the target's dev loss
+    at the chosen α with that task's update dropped (its α set to 0) minus the
+    dev loss at the chosen α (``History.alpha_step``'s ``loss_without`` minus
+    ``loss_final``, on the α-step's dev subset). Positive: the merged model
+    leans on that task's update (dropping it raises the dev loss); negative:
+    the target would be better off without it; 0: its α is 0.
+    Raises ValueError naming the run if it was made without
+    ``FitConfig(alpha_ablation=True)``."""
+    rows = []
+    for label, h in _alpha_step_runs(histories):
+        for epoch, step in enumerate(h.alpha_step, 1):
+            if step.get("loss_without") is None:
+                raise ValueError(f"{label} seed {h.seed}, epoch {epoch}: no per-delta ablation recorded "
+                                 "(History.alpha_step has no 'loss_without'). Fix: run it with "
+                                 "FitConfig(alpha_ablation=True).")
+            rows.append({"rule": label, "seed": h.seed, "epoch": epoch,
+                         **{name: step["loss_without"][name] - step["loss_final"] for name in h.tasks}})
+    return rows
+
+
+def alpha_step_cost(histories: Dict[str, List[History]]) -> Dict[str, dict]:
+    """Per label with an α-step: its seconds against the whole epoch's, over
+    all runs and epochs: ``runs``, ``epochs``, ``alpha_step_seconds`` and
+    ``epoch_seconds`` (means per epoch) and ``share`` (total α-step seconds
+    over total epoch seconds, in [0, 1]). An epoch's seconds hold its task
+    passes, the α-step, the merge, the dev and test evaluation, and (with
+    ``alpha_ablation``) the per-delta ablation; the α-step's hold the solver's
+    dev-loss evaluations and α-gradients only."""
+    out = {}
+    for label, runs in histories.items():
+        runs = [h for h in runs if h.alpha_step]
+        if not runs:
+            continue
+        step = [s for h in runs for s in h.alpha_step_seconds]
+        epoch = [s for h in runs for s in h.epoch_seconds]
+        out[label] = {"runs": len(runs), "epochs": len(epoch), "alpha_step_seconds": statistics.fmean(step),
+                      "epoch_seconds": statistics.fmean(epoch),
+                      "share": sum(step) / sum(epoch) if sum(epoch) > 0 else math.nan}
+    return out
