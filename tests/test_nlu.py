@@ -385,6 +385,48 @@ def test_glue_cached_path(tokenizer, cache, minilm):
     assert 0 <= history.test <= 1
 
 
+def test_text_encoder_takes_a_built_model(tokenizer, cache):
+    """A model built in memory (randomly initialised from a config: nothing
+    downloaded) is the encoder as it is, partial fine-tuning included."""
+    import avil
+    from transformers import AutoModel, BertConfig
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64)
+    model = AutoModel.from_config(config)
+    encoder = nlu.TextEncoder(model, pooling="cls", trainable_layers=1)
+    assert encoder.model is model and encoder.out_features == 32 and encoder.frozen_layers == 1
+    top = {id(p) for p in model.encoder.layer[1].parameters()}
+    assert {id(p) for p in encoder.top.parameters()} == top
+    assert all(p.requires_grad == (id(p) in top) for p in model.parameters())
+
+    tasks = nlu.make_tasks(tokenizer, tasks=["sentiment", "same_movie"], n_train=16, n_dev=6, n_test=8,
+                           max_length=64, hidden=32, cache_dir=cache)
+    cached = nlu.cache_features(tasks, encoder)
+    encoder.eval()
+    for task, done in zip(tasks, cached):  # single sentences and pairs (token types)
+        x, y = task.collate_fn([task.test[i] for i in range(len(task.test))])
+        x_cached, y_cached = done.collate_fn([done.test[i] for i in range(len(done.test))])
+        assert x["attention_mask"].sum() < x["attention_mask"].numel() and torch.equal(y_cached, y)
+        with torch.no_grad():
+            torch.testing.assert_close(encoder.top(x_cached), model(**x).last_hidden_state[:, 0],
+                                       atol=1e-5, rtol=1e-4)
+
+    frozen = [p.detach().clone() for p in model.encoder.layer[0].parameters()]
+    trained = [p.detach().clone() for p in encoder.top.parameters()]
+    history = avil.fit(encoder.top, cached, "sentiment", "uniform",
+                       avil.FitConfig(epochs=1, batch_size=8, progress=False))
+    assert 0 <= history.test <= 1
+    assert all(torch.equal(a, b) for a, b in zip(frozen, model.encoder.layer[0].parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(trained, encoder.top.parameters()))
+
+    with pytest.raises(ValueError, match="from 1 to 2 \\(the layers of the given BertModel\\)"):
+        nlu.TextEncoder(model, trainable_layers=3)
+    with pytest.raises(TypeError, match=re.escape("AutoModel.from_config(config)")):
+        nlu.TextEncoder(config)
+
+
 def test_roberta_layers(tmp_path):
     """RoBERTa numbers positions from its padding id: the cached path must agree
     with its own forward too (a tiny random RoBERTa, nothing downloaded)."""

@@ -7,6 +7,7 @@ tokens only), and the frozen part's output computed once per split
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -20,10 +21,16 @@ from .tokenized import TokenizedDataset
 
 
 class TextEncoder(nn.Module):
-    """A pretrained Hugging Face transformer (``AutoModel.from_pretrained``) as
-    a sentence encoder: x, a dict with "input_ids" (B, L), "attention_mask"
-    (B, L) and optionally "token_type_ids" (B, L) -> features (B, hidden).
+    """A Hugging Face transformer as a sentence encoder: x, a dict with
+    "input_ids" (B, L), "attention_mask" (B, L) and optionally
+    "token_type_ids" (B, L) -> features (B, hidden).
 
+    model: a local folder or Hub name (loaded with ``AutoModel.from_pretrained``),
+        or an already built transformers model (a ``PreTrainedModel``, e.g.
+        ``AutoModel.from_config(config)``, randomly initialised, nothing
+        downloaded). A built model is used as it is, not copied: the encoder
+        trains its parameters, ``trainable_layers`` sets ``requires_grad=False``
+        on its frozen part, and the encoder starts in training mode.
     pooling: "mean" (default) averages the last hidden states over the tokens
         whose attention mask is 1, so padding never changes an example's
         features (how all-MiniLM-L6-v2 was trained); "cls" takes the first
@@ -48,44 +55,53 @@ class TextEncoder(nn.Module):
     (``MODEL``) needs network the first time.
     """
 
-    def __init__(self, path_or_name, pooling: str = "mean", trainable_layers: Optional[int] = None):
+    def __init__(self, model, pooling: str = "mean", trainable_layers: Optional[int] = None):
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
         # Imported here, not on import: transformers takes seconds to load, and
         # the package's readers and datasets do not need it.
-        from transformers import AutoModel
+        from transformers import AutoModel, PreTrainedModel
         from transformers.utils import logging as hf_logging
 
-        # No loading bar: notebooks build one encoder per run, and each bar
-        # would land in the saved outputs.
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-        try:
-            self.model = AutoModel.from_pretrained(str(path_or_name))
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
+        if isinstance(model, PreTrainedModel):
+            name = f"the given {type(model).__name__}"
+            self.model = model
+        elif isinstance(model, (str, os.PathLike)):
+            name = str(model)
+            # No loading bar: notebooks build one encoder per run, and each bar
+            # would land in the saved outputs.
+            bars = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
+            try:
+                self.model = AutoModel.from_pretrained(name)
+            finally:
+                if bars:
+                    hf_logging.enable_progress_bar()
+        else:
+            raise TypeError(f"TextEncoder: model is a {type(model).__name__}; pass a local folder, a Hub "
+                            "name or a transformers model (for a config: AutoModel.from_config(config))")
         self.pooling = pooling
         self.out_features = self.model.config.hidden_size
         n_layers = len(self.model.encoder.layer)
         if trainable_layers is not None and not (
                 isinstance(trainable_layers, int) and 1 <= trainable_layers <= n_layers):
             raise ValueError(f"trainable_layers must be an integer from 1 to {n_layers} (the layers of "
-                             f"{path_or_name}), or None to fine-tune everything; got {trainable_layers!r}")
+                             f"{name}), or None to fine-tune everything; got {trainable_layers!r}")
         if trainable_layers is None:
             self.top = None
         else:
             # Registered twice (model.encoder.layer and top.layers): parameters()
             # yields each once, and top alone holds only trainable parameters.
-            check_bert_layers(self.model.encoder.layer, path_or_name)
+            check_bert_layers(self.model.encoder.layer, name)
             self.top = TransformerTop(self.model.encoder.layer[n_layers - trainable_layers:],
                                       self.out_features, pooling)
             trainable = {id(p) for p in self.top.parameters()}
             for p in self.model.parameters():  # the embeddings, the lower layers, an unused pooler
                 p.requires_grad_(id(p) in trainable)
-        # from_pretrained returns eval mode; a new module is in training mode,
-        # and the trainer's .train()/.eval() then switch dropout consistently.
+        # from_pretrained returns eval mode (a built model may be in either); a
+        # new module is in training mode, and the trainer's .train()/.eval()
+        # then switch dropout consistently.
         self.train()
 
     @property
