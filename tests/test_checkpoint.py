@@ -1,5 +1,6 @@
 """Checkpoints: a run killed with SIGKILL and resumed equals an uninterrupted run."""
 import inspect
+import json
 import os
 import signal
 import subprocess
@@ -27,13 +28,14 @@ def make_encoder(kind):
 
 
 SCRIPT = textwrap.dedent("""
-    import sys, time
+    import json, sys, time
     import torch
     import torch.nn.functional as F
     import avil
     from avil.tasks import toy as toy_suite
 
     checkpoint_dir, out, resume, encoder = sys.argv[1], sys.argv[2], sys.argv[3] == "resume", sys.argv[4]
+    options = json.loads(sys.argv[5])
 
     def slow_cross_entropy(outputs, y, reduction="mean"):
         time.sleep(0.02)  # ~0.3 s per epoch, so that the parent can kill it mid-training
@@ -41,7 +43,7 @@ SCRIPT = textwrap.dedent("""
 
     tasks = toy_suite.make_tasks(0)
     tasks[0].loss_fn = slow_cross_entropy
-    config = avil.FitConfig(epochs={epochs}, progress=False, checkpoint_dir=checkpoint_dir)
+    config = avil.FitConfig(epochs={epochs}, progress=False, checkpoint_dir=checkpoint_dir, **options)
     history = avil.fit(make_encoder(encoder), tasks, toy_suite.TARGET, "avil", config, resume=resume)
     history.to_json(out)
 """).format(epochs=EPOCHS).replace("\ncheckpoint_dir", "\n" + inspect.getsource(make_encoder) + "\ncheckpoint_dir", 1)
@@ -55,12 +57,24 @@ def saved_epochs(directory):
     return 0 if state is None else len(state["history"]["dev"])
 
 
-@pytest.mark.parametrize("encoder", ["mlp", "batchnorm"])
-def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, encoder):
+# A fine-tuning run's knobs: the resumed run must continue the schedule, the
+# AdamW moments with their decay groups and the clipping where they stopped.
+OPTIONS = {"defaults": {},
+           "schedule, weight decay, clipping": dict(optimizer="adamw", weight_decay=0.01, lr_scheduler_type="linear",
+                                                    warmup_ratio=0.2, max_grad_norm=0.5),
+           "cosine, bf16 autocast": dict(lr_scheduler_type="cosine", bf16=True)}
+
+
+@pytest.mark.parametrize("encoder, options", [("mlp", "defaults"), ("batchnorm", "defaults"),
+                                              ("mlp", "schedule, weight decay, clipping"),
+                                              ("mlp", "cosine, bf16 autocast")])
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, encoder, options):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     ckpt = tmp_path / "ckpt"
-    proc = subprocess.Popen([sys.executable, str(script), str(ckpt), str(tmp_path / "a.json"), "fresh", encoder])
+    options = OPTIONS[options]
+    proc = subprocess.Popen([sys.executable, str(script), str(ckpt), str(tmp_path / "a.json"), "fresh", encoder,
+                             json.dumps(options)])
     deadline = time.time() + 300
     while saved_epochs(ckpt) < 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -70,13 +84,13 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, encoder):
     done = saved_epochs(ckpt)
     assert 2 <= done < EPOCHS
 
-    subprocess.run([sys.executable, str(script), str(ckpt), str(tmp_path / "resumed.json"), "resume", encoder],
-                   check=True, timeout=600)
+    subprocess.run([sys.executable, str(script), str(ckpt), str(tmp_path / "resumed.json"), "resume", encoder,
+                    json.dumps(options)], check=True, timeout=600)
     resumed = avil.History.from_json(tmp_path / "resumed.json")
 
     uninterrupted = avil.fit(make_encoder(encoder), toy_suite.make_tasks(0), toy_suite.TARGET, "avil",
-                             avil.FitConfig(epochs=EPOCHS, progress=False))
-    assert resumed == uninterrupted  # exact: every weight, α and metric of every epoch
+                             avil.FitConfig(epochs=EPOCHS, progress=False, **options))
+    assert resumed == uninterrupted  # exact: every weight, α, learning rate and metric of every epoch
     assert resumed.epochs == EPOCHS
 
 

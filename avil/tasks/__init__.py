@@ -7,6 +7,8 @@ from typing import Callable, Optional
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..rows import LabelledRows, RowCollator
+
 SPLITS = ("train", "dev", "test")
 
 
@@ -26,6 +28,13 @@ class Task:
     metric_fn: ``metric_fn(outputs, y) -> float`` over a whole split, higher is better.
     collate_fn: builds a batch from a list of items (e.g. dynamic padding);
         None uses ``torch.utils.data.default_collate``.
+    label_column: for splits whose items are dicts of columns (a 🤗
+        ``datasets.Dataset``): the column holding y; x is the rest of the row,
+        a dict as Hugging Face models take it, and ``collate_fn`` (any HF data
+        collator, e.g. ``DataCollatorWithPadding``) collates the x rows
+        (avil/rows.py). The splits and collate_fn are then held wrapped:
+        ``task.train.rows`` is the dataset given, ``task.collate_fn.collate_fn``
+        the collator.
 
     The fields are checked when a Task is made and again by ``avil.fit``
     (``check()``), which also checks the data itself before training.
@@ -39,9 +48,17 @@ class Task:
     loss_fn: Callable
     metric_fn: Callable
     collate_fn: Optional[Callable] = field(default=None)
+    label_column: Optional[str] = None
 
     def __post_init__(self):
         self.check()
+        if self.label_column is not None:
+            for split in SPLITS:
+                data = getattr(self, split)
+                if not isinstance(data, LabelledRows):
+                    setattr(self, split, LabelledRows(data, self.label_column, f"Task '{self.name}': the {split} split"))
+            if not isinstance(self.collate_fn, RowCollator):
+                self.collate_fn = RowCollator(self.collate_fn)
 
     def check(self) -> None:
         """Raise a ValueError/TypeError naming the field and the fix for a field of the wrong kind."""
@@ -67,6 +84,9 @@ class Task:
                 raise TypeError(f"Task '{name}': {attr} is not callable. Fix: pass e.g. {attr}={example}.")
         if self.collate_fn is not None and not callable(self.collate_fn):
             raise TypeError(f"Task '{name}': collate_fn is not callable. Fix: pass a function or None.")
+        if self.label_column is not None and (not isinstance(self.label_column, str) or not self.label_column):
+            raise TypeError(f"Task '{name}': label_column is {self.label_column!r}, not a column name. Fix: pass "
+                            "e.g. label_column='label', or None for splits of (x, y) items.")
 
 
 def _suggest(name) -> str:
