@@ -30,7 +30,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import List, Optional, Union
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -67,7 +67,9 @@ class Setup:
     runner: the method's instance, ``avil.METHODS[method](model, flat, tasks, target, config)``.
     tasks: the tasks, in the given order; target: the target Task.
     parallel: where it runs, ``avil.distributed.context()``: ``Local`` (one
-        process) or a ``Group`` (task-parallel under torchrun).
+        process) or a ``Group`` (task-parallel under torchrun), both
+        ``avil.distributed.Parallel``.
+    assignment: which process trains which task (``parallel.assign``).
     """
 
     model: MultiTaskModel
@@ -78,7 +80,8 @@ class Setup:
     method: str
     config: FitConfig
     device: torch.device
-    parallel: Union[distributed.Local, distributed.Group]
+    parallel: distributed.Parallel
+    assignment: distributed.Assignment
 
 
 def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil",
@@ -106,6 +109,7 @@ def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avi
     check_tasks(tasks, target)
     parallel = distributed.context()
     config = parallel.check(METHODS[method], method, tasks, target, config)
+    assignment = parallel.assign(tasks, config)
     if config.checkpoint_dir:
         parallel.check_writable(config.checkpoint_dir)
     device = torch.device(config.device)
@@ -115,10 +119,10 @@ def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avi
     parallel.share(flat, config)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         check_data(model, flat, tasks, config, device)
-    runner = parallel.runner_class(METHODS[method])(model, flat, tasks, target, config)
+    runner = parallel.runner_class(METHODS[method], assignment)(model, flat, tasks, target, config)
     return Setup(model=model, flat=flat, runner=runner, tasks=list(tasks),
                  target=next(t for t in tasks if t.name == target), method=method, config=config,
-                 device=device, parallel=parallel)
+                 device=device, parallel=parallel, assignment=assignment)
 
 
 def fit(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil",
@@ -148,7 +152,7 @@ def fit(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil"
         return train(setup, history)
     with setup.parallel.locked(config.checkpoint_dir) as directory:
         if resume:
-            state = setup.parallel.load(directory)
+            state = setup.parallel.load(directory, setup.assignment)
             if state is not None:
                 history = restore(setup, state, history, directory)
         elif setup.parallel.exists(directory) and not overwrite:
@@ -181,7 +185,7 @@ def train(setup: Setup, history: History, directory=None) -> History:
         history.record(**result, dev=dev, test=test, seconds=time.perf_counter() - start)
         epochs.set_postfix(dev=f"{dev:.4f}")
         if directory is not None:
-            setup.parallel.save(directory, checkpoint_state(setup, history))
+            setup.parallel.save(directory, checkpoint_state(setup, history), setup.assignment)
     return history
 
 
