@@ -140,6 +140,30 @@ def test_fewer_tasks_than_processes_is_refused_with_the_fix():
         distributed.assign_tasks({"a": 1, "b": 1}, 3)
 
 
+@pytest.mark.skipif(ops.backend() == "reference", reason="the fused merge kernel (avil._C) is not built")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_each_rank_merging_its_range_alone_gives_the_single_process_merge(dtype):
+    """What makes P ranks exact: the kernel's sum for one element of θ0 + Δᵀα
+    does not depend on the other elements, so the ranges merged one by one
+    equal the whole merge, bit for bit."""
+    generator = torch.Generator().manual_seed(0)
+    k, params, buffers = 5, 10_007, 131
+    theta0 = torch.randn(params + buffers, generator=generator)  # (N,)
+    deltas = (torch.randn(k, params + buffers, generator=generator) * 1e-2).to(dtype)  # (K, N)
+    alphas = torch.rand(k, generator=generator) * 3 - 1  # (K,)
+    whole = theta0.clone()
+    ops.merge_(whole, deltas, alphas)
+    for world_size in (2, 3, 4):
+        ranges = distributed.runner.column_ranges(params, params + buffers, world_size)
+        assert ranges[-1].stop == params + buffers and ranges[-1].start <= params  # the buffers on one rank
+        pieces = []
+        for r in ranges:
+            piece = theta0[r].clone()
+            ops.merge_(piece, deltas[:, r].contiguous(), alphas)
+            pieces.append(piece)
+        assert torch.equal(torch.cat(pieces), whole)
+
+
 def test_init_outside_torchrun_names_the_fix(monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(RuntimeError, match="torchrun --nproc-per-node"):
