@@ -12,7 +12,7 @@ that cannot run code, and that are refused when damaged.
   every key and value, in order), verified on load: a truncated or altered
   file is refused with an error naming it, never silently loaded.
 
-A task-parallel run (``torchrun``, avil/distributed.py) writes the same
+A task-parallel run (``torchrun``, avil/distributed/) writes the same
 ``checkpoint.pt`` from rank 0, without the per-task optimizer states: each
 rank writes those of its own tasks to ``task<k>.epoch<e>.pt`` (``task_filename``),
 and ``checkpoint.pt``, renamed last, records their names and digests, so it

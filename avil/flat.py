@@ -26,7 +26,7 @@ parameters in the same vector, so ``data`` is [θ | float buffers]:
   negative in most merges and αVIL's target test accuracy was 0.33 and 0.31
   (single_task 0.66 and 0.70); with the mean, no variance went negative and
   it was 0.79 and 0.55. A plain ``avil.ops.merge_`` over ``data`` applies the
-  sum to the buffers too; ``merge_`` applies the rule.
+  sum to the buffers too; ``merge_`` applies the rule (``mean_buffers_``).
 - Variances stay variances: a merged running_var can still come out below 0
   (α extrapolating). Every float buffer named ``running_var`` is clamped at
   0, in place, right before its module runs (a forward pre-hook), so a model
@@ -53,6 +53,16 @@ from . import ops
 def _clamp_running_var(module: nn.Module, args) -> None:
     """Forward pre-hook: a merged running variance below 0 becomes 0."""
     module.running_var.data.clamp_(min=0)
+
+
+def mean_buffers_(buffers: torch.Tensor, deltas: torch.Tensor, alphas: torch.Tensor) -> None:
+    """The float buffers' merge rule, in place: ``buffers`` (M,), which
+    ``ops.merge_`` left at b0 + Σ_t α_t δ_t, become b0 + Σ_t α_t δ_t / K
+    (module docstring). deltas (K, M): each task's move of these buffers; α (K,).
+    The one place the rule is written: ``FlatParameters.merge_`` and the
+    task-parallel merge (avil/distributed/runner.py) both call it."""
+    moved = deltas.to(torch.float32).t() @ alphas  # (M,): Σ_t α_t δ_t
+    buffers.sub_(moved, alpha=1 - 1 / deltas.shape[0])
 
 
 class FlatParameters:
@@ -149,9 +159,7 @@ class FlatParameters:
         self.data.copy_(theta0)
         ops.merge_(self.data, deltas, alphas)
         if self.numel > self.param_numel:
-            k = deltas.shape[0]
-            moved = deltas[:, self.param_numel:].to(torch.float32).t() @ alphas  # Σ_t α_t δ_t on the buffers
-            self.data[self.param_numel:].sub_(moved, alpha=1 - 1 / k)
+            mean_buffers_(self.data[self.param_numel:], deltas[:, self.param_numel:], alphas)
 
     def name_at(self, index: int) -> str:
         """Which parameter or buffer holds ``data[index]`` (for error messages)."""

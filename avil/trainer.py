@@ -29,7 +29,7 @@ they go straight to the code path above.
 import math
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -63,7 +63,9 @@ class Setup:
     runner: the method's instance, ``avil.METHODS[method](model, flat, tasks, target, config)``.
     tasks: the tasks, in the given order; target: the target Task.
     parallel: where it runs, ``avil.distributed.context()``: ``Local`` (one
-        process) or a ``Group`` (task-parallel under torchrun).
+        process) or a ``Group`` (task-parallel under torchrun), both
+        ``avil.distributed.Parallel``.
+    assignment: which process trains which task (``parallel.assign``).
     """
 
     model: MultiTaskModel
@@ -74,7 +76,8 @@ class Setup:
     method: str
     config: FitConfig
     device: torch.device
-    parallel: Union[distributed.Local, distributed.Group]
+    parallel: distributed.Parallel
+    assignment: distributed.Assignment
 
 
 def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil",
@@ -102,6 +105,7 @@ def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avi
     check_tasks(tasks, target)
     parallel = distributed.context()
     config = parallel.check(METHODS[method], method, tasks, target, config)
+    assignment = parallel.assign(tasks, config)
     if config.checkpoint_dir:
         parallel.check_writable(config.checkpoint_dir)
     device = torch.device(config.device)
@@ -111,10 +115,10 @@ def build(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avi
     parallel.share(flat, config)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         check_data(model, flat, tasks, config, device)
-    runner = parallel.runner_class(METHODS[method])(model, flat, tasks, target, config)
+    runner = parallel.runner_class(METHODS[method], assignment)(model, flat, tasks, target, config)
     return Setup(model=model, flat=flat, runner=runner, tasks=list(tasks),
                  target=next(t for t in tasks if t.name == target), method=method, config=config,
-                 device=device, parallel=parallel)
+                 device=device, parallel=parallel, assignment=assignment)
 
 
 def fit(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil",
@@ -156,7 +160,7 @@ def fit(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil"
         return train(setup, history, best, callbacks)
     with setup.parallel.locked(config.checkpoint_dir) as directory:
         if resume:
-            state = setup.parallel.load(directory)
+            state = setup.parallel.load(directory, setup.assignment)
             if state is not None:
                 history = restore(setup, state, history, directory)
                 if config.load_best_model_at_end:
@@ -192,7 +196,7 @@ def train(setup: Setup, history: History, best: BestModel, callbacks: Sequence =
         history.record(**result, dev=dev, test=test, seconds=time.perf_counter() - start)
         epochs.set_postfix(dev=f"{dev:.4f}")
         if directory is not None:
-            setup.parallel.save(directory, checkpoint_state(setup, history))
+            setup.parallel.save(directory, checkpoint_state(setup, history), setup.assignment)
         best.update(setup.flat, history, directory, setup.parallel)
         for callback in callbacks:
             callback.on_epoch_end(history.epochs, history)

@@ -10,7 +10,7 @@ one torch thread per process. Three setups run one after the other, R rounds
 
   P = 1          one process, no process group: the plain ``avil.fit`` path
   P = 2 split    ``torchrun --nproc-per-node 2``, dev gradient split over the ranks
-  P = 2 once     the same, dev gradient on rank 0, broadcast (avil/distributed.py)
+  P = 2 once     the same, dev gradient on rank 0, broadcast (avil/distributed/)
 
 Each process builds exactly what ``avil.fit`` builds (``trainer.build``) and
 times ``runner.train_epoch`` for a warm-up epoch and E more (evaluation,
@@ -20,7 +20,8 @@ time into phases by wrapping the runner's methods and every collective
 
   task passes   ``task_passes``: this rank's passes, then gathering every
                 task's loss (that collective also waits for the slower rank)
-  α-step        ``tune_alphas``: the solver's evaluations (merge all-reduce,
+                and exchanging Δ's columns for the merge (one all-to-all)
+  α-step        ``tune_alphas``: the solver's evaluations (merge all-gather,
                 dev pass, gradient all-reduce or broadcast, Δ·g gather)
   rest          the final merge, the weight update, the cross-rank check
 and, inside each, the seconds spent in collectives ("communication", waits

@@ -24,7 +24,7 @@ persists across epochs. With Adam as the task optimizer a constant loss scale
 barely changes δ_t (Adam is scale-invariant), so there the weights act mostly
 through α; with ``optimizer="sgd"`` they scale the task passes directly.
 
-Task-parallel runs (``torchrun``, avil/distributed.py) reuse this class: the
+Task-parallel runs (``torchrun``, avil/distributed/) reuse this class: the
 pieces they distribute are its hooks, ``owned_tasks`` (whose passes run here
 and whose rows of Δ are held here), ``merge`` (θ ← θ0 + Δᵀα), ``dev_loss``
 (the target's dev loss and its gradient ∇_θL) and ``alpha_gradient``
@@ -154,7 +154,7 @@ class AlphaVIL(Method):
                 step.loss_without[name] = self.dev_loss(dev_batches, shares, gradient=False).item()
         return alphas, step
 
-    # -- the hooks a task-parallel run distributes (avil/distributed.py) ------
+    # -- the hooks a task-parallel run distributes (avil/distributed/runner.py)
     def owned_tasks(self) -> List[str]:
         """The tasks whose passes this process trains and whose rows of Δ it holds: all of them."""
         return list(self.names)
