@@ -51,6 +51,9 @@ class AlphaStep:
     seconds: wall time of the whole α-step (dev forward/backward passes included).
     converged: the solver met its tolerance ("lbfgs"); always False for a
         fixed number of first-order steps.
+    gradient_init: {task: ∂L_dev/∂α_t at α_init}, from the solver's first
+        evaluation: below 0, more of that task's update would have lowered
+        the target's dev loss.
     loss_without: with ``FitConfig.alpha_ablation``, {task: the dev loss at
         the chosen α with that task's α set to 0}: how much the merged model
         leans on each task's update (above loss_final: the update helped).
@@ -63,6 +66,7 @@ class AlphaStep:
     on_bound: List[str]
     seconds: float
     converged: bool
+    gradient_init: Dict[str, float]
     loss_without: Optional[Dict[str, float]] = None
 
     def to_dict(self) -> dict:
@@ -82,6 +86,7 @@ class CountedObjective:
         self.penalty = penalty
         self.evaluations = 0
         self.first_loss: Optional[float] = None
+        self.first_gradient: Optional[torch.Tensor] = None  # (K,), of the dev loss alone
         self.best: Optional[Tuple[float, float, torch.Tensor]] = None  # (F, L_dev, α)
 
     def __call__(self, alphas: torch.Tensor) -> Tuple[float, float, torch.Tensor]:
@@ -94,7 +99,7 @@ class CountedObjective:
                 f"(loss {loss}, gradient {grad.tolist()}). Fix: check the dev data and loss for invalid "
                 "values, or bound α (alpha_min, alpha_max).")
         if self.first_loss is None:
-            self.first_loss = loss
+            self.first_loss, self.first_gradient = loss, grad.detach().clone()
         offset = alphas - self.init  # (K,)
         total = loss + 0.5 * self.penalty * float(offset @ offset)
         grad = grad + self.penalty * offset
@@ -136,7 +141,7 @@ def solve(objective: Objective, init: torch.Tensor, names: Sequence[str], *, sol
     return alphas, AlphaStep(
         loss_init=float(f.first_loss), loss_final=float(final_loss), iterations=iterations,
         evaluations=f.evaluations, on_bound=on_bound, seconds=time.perf_counter() - start,
-        converged=converged)
+        converged=converged, gradient_init=dict(zip(names, f.first_gradient.tolist())))
 
 
 def _lbfgs(f: CountedObjective, init: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, max_iter: int,

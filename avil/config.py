@@ -11,6 +11,7 @@ from .alpha_step import SOLVERS
 DELTA_DTYPES = ("float32", "bfloat16", "float16")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "linear", "cosine")
+WEIGHT_UPDATES = ("additive", "multiplicative", "replace", "average", "contribution")
 
 
 @dataclass
@@ -72,7 +73,10 @@ class FitConfig:
       alpha_init: "ones" (α ← 1 each epoch, as in Algorithm 1) | "weights"
         (α ← the current task weights).
       weight_update: "additive" w ← w + (α − 1) (the paper's printed rule) |
-        "multiplicative" w ← w·α | "replace" w ← α.
+        "multiplicative" w ← w·α | "replace" w ← α | "average" (the mean of
+        α over the epochs so far) | "contribution" (the mean share of the
+        per-delta ablation's dev-loss rise): avil/methods/weight_rules.py.
+      pin_target_weight: the target's weight stays 1 (only auxiliaries move).
       weight_min, weight_max: every task weight is kept inside this range after
         each update and is used as the loss scale of its task pass. weight_min
         must be > 0: a scale ≤ 0 turns a task pass into loss ascent, or kills
@@ -127,6 +131,7 @@ class FitConfig:
     alpha_ablation: bool = False
     alpha_init: str = "ones"
     weight_update: str = "additive"
+    pin_target_weight: bool = False
     weight_min: float = 0.05
     weight_max: float = 4.0
     delta_dtype: str = "float32"
@@ -161,7 +166,7 @@ class FitConfig:
             value = getattr(self, name)
             if not _is_number(value) or not value > 0 or value == float("inf"):
                 bad(name, "must be a finite number > 0", example)
-        for name in ("progress", "alpha_ablation", "bf16", "fp16", "load_best_model_at_end"):
+        for name in ("progress", "alpha_ablation", "bf16", "fp16", "load_best_model_at_end", "pin_target_weight"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, "must be True or False", False)
         device = check_device(self.device)
@@ -175,7 +180,7 @@ class FitConfig:
             "lr_scheduler_type": SCHEDULES,
             "alpha_solver": SOLVERS,
             "alpha_init": ("ones", "weights"),
-            "weight_update": ("additive", "multiplicative", "replace"),
+            "weight_update": WEIGHT_UPDATES,
             "delta_dtype": DELTA_DTYPES,
             "gcs_variant": ("weighted", "unweighted"),
         }

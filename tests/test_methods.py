@@ -100,27 +100,47 @@ def test_avil_deltas_are_not_zero(toy):
 
 
 @pytest.mark.parametrize("update, expected", [
-    ("additive", lambda w, a: w + a - 1), ("multiplicative", lambda w, a: w * a), ("replace", lambda w, a: a),
+    ("additive", lambda w, a, e: w + a - 1), ("multiplicative", lambda w, a, e: w * a),
+    ("replace", lambda w, a, e: a), ("average", lambda w, a, e: a if e == 0 else w + (a - w) / (e + 1)),
 ])
-def test_weight_updates(update, expected):
+@pytest.mark.parametrize("pinned", [False, True])
+def test_weight_updates(update, expected, pinned):
     bounds = dict(weight_min=0.05, weight_max=4.0)
-    h = run("avil", 0, epochs=2, weight_update=update, **bounds)
+    h = run("avil", 0, epochs=3, weight_update=update, pin_target_weight=pinned, **bounds)
 
     def clip(w):
         return min(max(w, bounds["weight_min"]), bounds["weight_max"])
 
     for name in h.tasks:
-        w0 = clip(expected(1.0, h.alphas[0][name]))
-        assert h.task_weights[0][name] == pytest.approx(w0, abs=1e-6)
-        assert h.task_weights[1][name] == pytest.approx(clip(expected(w0, h.alphas[1][name])), abs=1e-5)
+        w = 1.0
+        for epoch in range(3):
+            w = 1.0 if pinned and name == h.target else clip(expected(w, h.alphas[epoch][name], epoch))
+            assert h.task_weights[epoch][name] == pytest.approx(w, abs=1e-5), (name, epoch)
+    if update == "average":  # the final weight is the mean α (where no bound was hit)
+        for name in h.tasks:
+            if name != h.target or not pinned:
+                alphas = [a[name] for a in h.alphas]
+                assert h.task_weights[-1][name] == pytest.approx(clip(sum(alphas) / 3), abs=0.06)
+
+
+def test_the_contribution_rule_averages_each_tasks_share_of_the_ablations_loss_rise():
+    h = run("avil", 0, epochs=3, weight_update="contribution")
+    means = {name: 0.0 for name in h.tasks}
+    for epoch, step in enumerate(h.alpha_step):  # the rule computes (and records) the ablation itself
+        rises = {n: max(0.0, step["loss_without"][n] - step["loss_final"]) for n in h.tasks}
+        scores = {n: len(rises) * r / sum(rises.values()) for n, r in rises.items()}
+        for name in h.tasks:
+            means[name] += (scores[name] - means[name]) / (epoch + 1)
+            assert h.task_weights[epoch][name] == pytest.approx(min(max(means[name], 0.05), 4.0), abs=1e-5)
 
 
 def test_task_weights_are_loss_scales_bounded_on_both_sides():
-    from avil.methods.avil import AlphaVIL
+    from avil.methods.weight_rules import updated_weights
 
-    method = AlphaVIL.__new__(AlphaVIL)
-    method.config = avil.FitConfig(weight_min=0.1, weight_max=3.0)
-    assert [method.bounded_weight(w) for w in (-22.8, 0.0, 1.5, 14.5)] == [0.1, 0.1, 1.5, 3.0]
+    config = avil.FitConfig(weight_min=0.1, weight_max=3.0, weight_update="replace")
+    alphas = {"a": -22.8, "b": 0.0, "c": 1.5, "d": 14.5}
+    assert updated_weights(dict.fromkeys(alphas, 1.0), alphas, 0, config, "a") == \
+        {"a": 0.1, "b": 0.1, "c": 1.5, "d": 3.0}
 
 
 def test_history_json_round_trip(tmp_path, toy_results):

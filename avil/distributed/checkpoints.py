@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def locked(group: "Group", directory) -> Iterator[Path]:
+def lock_on_rank_0(group: "Group", directory) -> Iterator[Path]:
     """Rank 0 holds the directory's lock (non-blocking: it fails at once if
     another run holds it, and every rank then raises)."""
     with contextlib.ExitStack() as stack:
@@ -31,7 +31,7 @@ def locked(group: "Group", directory) -> Iterator[Path]:
         yield Path(directory)
 
 
-def save(group: "Group", directory, state: dict, assignment: Assignment) -> None:
+def save_across_ranks(group: "Group", directory, state: dict, assignment: Assignment) -> None:
     """Each rank writes its tasks' optimizer states (``state["method"]["optimizers"]``
     holds those of the tasks it owns), then rank 0 writes ``checkpoint.pt``
     naming them, then deletes the previous epoch's files."""
@@ -60,7 +60,7 @@ def save(group: "Group", directory, state: dict, assignment: Assignment) -> None
     group.once(f"writing the checkpoint of epoch {epochs}", write_main)
 
 
-def load(group: "Group", directory, assignment: Assignment) -> Optional[dict]:
+def load_across_ranks(group: "Group", directory, assignment: Assignment) -> Optional[dict]:
     """The checkpoint with this rank's optimizer states (of the tasks the
     assignment gives it) and RNG state in place (``state["method"]["optimizers"]``,
     ``state["rng"]``), or None."""

@@ -137,16 +137,16 @@ class Group:
         return type(f"TaskParallel{cls.__name__}", (TaskParallel, cls), {"group": self, "assignment": assignment})
 
     def locked(self, directory) -> ContextManager:
-        return checkpoints.locked(self, directory)
+        return checkpoints.lock_on_rank_0(self, directory)
 
     def exists(self, directory) -> bool:
         return self.once("looking for a checkpoint", lambda: checkpoint.exists(directory))
 
     def load(self, directory, assignment: Assignment) -> Optional[dict]:
-        return checkpoints.load(self, directory, assignment)
+        return checkpoints.load_across_ranks(self, directory, assignment)
 
     def save(self, directory, state: dict, assignment: Assignment) -> None:
-        checkpoints.save(self, directory, state, assignment)
+        checkpoints.save_across_ranks(self, directory, state, assignment)
 
     def resume_changes(self, state: dict) -> dict:
         return checkpoints.resume_changes(self, state)

@@ -39,15 +39,9 @@ from .. import ops
 from ..alpha_step import solve
 from ..data import Stream, batches, epoch_generator, sample_size, to_device
 from .base import EpochResult, Method, TrainingError
+from .weight_rules import updated_weights
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-WEIGHT_RULES = {
-    "additive": lambda w, a: w + (a - 1.0),  # the paper's printed rule
-    "multiplicative": lambda w, a: w * a,
-    "replace": lambda w, a: a,
-}
-
 
 class AlphaVIL(Method):
     name = "avil"
@@ -70,9 +64,8 @@ class AlphaVIL(Method):
         alphas, diagnostics = self.tune_alphas(epoch)  # (K,)
         self.merge(alphas)
         alpha = dict(zip(self.names, alphas.tolist()))
-        rule = WEIGHT_RULES[self.config.weight_update]
-        for name, a in alpha.items():
-            self.task_weights[name] = self.bounded_weight(rule(self.task_weights[name], a))
+        self.task_weights = updated_weights(self.task_weights, alpha, epoch, self.config, self.target,
+                                            diagnostics.loss_without, diagnostics.loss_final)
         return EpochResult(task_weights=dict(self.task_weights), train_loss=losses, lr=self.epoch_lrs(epoch),
                            alphas=alpha, alpha_step=diagnostics.to_dict())
 
@@ -83,17 +76,13 @@ class AlphaVIL(Method):
     def schedule_keys(self) -> List[str]:
         return list(self.names)  # every task's, also those another process trains
 
-    def bounded_weight(self, w: float) -> float:
-        """w kept inside [weight_min, weight_max]: the recorded weight is the loss scale used."""
-        return min(max(w, self.config.weight_min), self.config.weight_max)
-
     def task_passes(self, epoch: int) -> dict:
         """Algorithm 1's inner loop over tasks: fill Δ, one row per task (of ``own``)."""
         sums, counts = {}, {}
         for k, name in enumerate(self.own):
             self.flat.load_(self.theta0)
             order = self.order(name, epoch, fraction=self.config.rho)
-            scale = self.task_weights[name]  # inside [weight_min, weight_max] (bounded_weight)
+            scale = self.task_weights[name]  # inside [weight_min, weight_max] (weight_rules)
             total = torch.zeros((), device=self.device)
             bar = self.progress(total=self.num_batches(len(order)), desc=name)
             for batch in self.batches(name, order):
@@ -146,7 +135,7 @@ class AlphaVIL(Method):
                              alpha_min=cfg.alpha_min, alpha_max=cfg.alpha_max, radius=cfg.alpha_radius,
                              penalty=cfg.alpha_penalty, max_iter=cfg.alpha_max_iter, tol=cfg.alpha_tol,
                              steps=cfg.alpha_steps, lr=cfg.alpha_lr)
-        if cfg.alpha_ablation:
+        if cfg.alpha_ablation or cfg.weight_update == "contribution":
             # The per-delta ablation: the dev loss at the chosen α with one task's update dropped.
             step.loss_without = {}
             for k, name in enumerate(self.names):
