@@ -16,12 +16,14 @@
 
 A notebook calls them through this package: ``reproduce.compare(...)``.
 """
+from . import claims, prose
+from .claims import Verdict, c1, c2, c2_pooled, c3, not_measured
 from .plots import plot_alpha_step, plot_dev, plot_final_weights, plot_weights
 from .results import (PROFILES, Stopwatch, active_profile, find_root, finish, jsonable, metrics_path, provenance,
                       results_dir, write_metrics)
 from .runs import AuxiliaryEffect, CompareError, Run, auxiliary_effects, compare, run_all
-from .stats import (PairedDifference, ablation_records, alpha_step_cost, alpha_step_records, mean_std,
-                    paired_difference, ranked_below, summarize)
+from .stats import (PairedDifference, ablation_records, alpha_step_cost, alpha_step_records, holm, mean_std,
+                    minimum_detectable_effect, paired_difference, ranked_below, summarize)
 from .tables import ablation_table, alpha_step_table, effects_table, final_weights_table, suite_table, table
 
 # make reproduce's functions live in __main__.py and are imported on first use:
@@ -37,9 +39,10 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["AuxiliaryEffect", "CompareError", "PROFILES", "PairedDifference", "Run", "Stopwatch", "ablation_records",
-           "ablation_table", "active_profile", "alpha_step_cost", "alpha_step_records", "alpha_step_table",
-           "auxiliary_effects", "compare", "effects_table", "final_weights_table", "find_root", "finish", "jsonable",
-           "main", "mean_std", "metrics_path", "notebooks", "paired_difference", "plot_alpha_step", "plot_dev",
-           "plot_final_weights", "plot_weights", "print_summary", "provenance", "ranked_below", "results_dir",
-           "run_all", "run_notebook", "suite_table", "summarize", "table", "write_metrics"]
+__all__ = ["AuxiliaryEffect", "CompareError", "PROFILES", "PairedDifference", "Run", "Stopwatch", "Verdict",
+           "ablation_records", "ablation_table", "active_profile", "alpha_step_cost", "alpha_step_records",
+           "alpha_step_table", "auxiliary_effects", "c1", "c2", "c2_pooled", "c3", "claims", "compare", "effects_table",
+           "final_weights_table", "find_root", "finish", "holm", "jsonable", "main", "mean_std", "metrics_path",
+           "minimum_detectable_effect", "not_measured", "notebooks", "paired_difference", "plot_alpha_step",
+           "plot_dev", "plot_final_weights", "plot_weights", "print_summary", "prose", "provenance", "ranked_below",
+           "results_dir", "run_all", "run_notebook", "suite_table", "summarize", "table", "write_metrics"]
