@@ -16,7 +16,7 @@
 
 A notebook calls them through this package: ``reproduce.compare(...)``.
 """
-from .plots import plot_alpha_step, plot_dev, plot_final_weights, plot_weights
+from .plots import plot_alpha_step, plot_dev, plot_final_weights, plot_paired_differences, plot_weights
 from .results import (PROFILES, Stopwatch, active_profile, find_root, finish, jsonable, metrics_path, provenance,
                       results_dir, write_metrics)
 from .runs import AuxiliaryEffect, CompareError, Run, auxiliary_effects, compare, run_all
@@ -41,5 +41,5 @@ __all__ = ["AuxiliaryEffect", "CompareError", "PROFILES", "PairedDifference", "R
            "ablation_table", "active_profile", "alpha_step_cost", "alpha_step_records", "alpha_step_table",
            "auxiliary_effects", "compare", "effects_table", "final_weights_table", "find_root", "finish", "jsonable",
            "main", "mean_std", "metrics_path", "notebooks", "paired_difference", "plot_alpha_step", "plot_dev",
-           "plot_final_weights", "plot_weights", "print_summary", "provenance", "ranked_below", "results_dir",
+           "plot_final_weights", "plot_paired_differences", "plot_weights", "print_summary", "provenance", "ranked_below", "results_dir",
            "run_all", "run_notebook", "suite_table", "summarize", "table", "write_metrics"]
