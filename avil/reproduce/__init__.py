@@ -18,7 +18,7 @@ A notebook calls them through this package: ``reproduce.compare(...)``.
 """
 from . import claims, prose
 from .claims import Verdict, c1, c2, c2_pooled, c3, not_measured
-from .plots import plot_alpha_step, plot_dev, plot_final_weights, plot_weights
+from .plots import plot_alpha_step, plot_dev, plot_final_weights, plot_paired_differences, plot_weights
 from .results import (PROFILES, Stopwatch, active_profile, find_root, finish, jsonable, metrics_path, provenance,
                       results_dir, write_metrics)
 from .runs import AuxiliaryEffect, CompareError, Run, auxiliary_effects, compare, run_all
@@ -44,5 +44,6 @@ __all__ = ["AuxiliaryEffect", "CompareError", "PROFILES", "PairedDifference", "R
            "alpha_step_table", "auxiliary_effects", "c1", "c2", "c2_pooled", "c3", "claims", "compare", "effects_table",
            "final_weights_table", "find_root", "finish", "holm", "jsonable", "main", "mean_std", "metrics_path",
            "minimum_detectable_effect", "not_measured", "notebooks", "paired_difference", "plot_alpha_step",
-           "plot_dev", "plot_final_weights", "plot_weights", "print_summary", "prose", "provenance", "ranked_below",
-           "results_dir", "run_all", "run_notebook", "suite_table", "summarize", "table", "write_metrics"]
+           "plot_dev", "plot_final_weights", "plot_paired_differences", "plot_weights", "print_summary", "prose",
+           "provenance", "ranked_below", "results_dir", "run_all", "run_notebook", "suite_table", "summarize", "table",
+           "write_metrics"]
