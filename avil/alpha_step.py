@@ -68,12 +68,12 @@ class AlphaStep:
     converged: bool
     gradient_init: Dict[str, float]
     loss_without: Optional[Dict[str, float]] = None
+    loss_without_init: Optional[Dict[str, float]] = None
+    loss_theta0: Optional[float] = None
+    loss_alone: Optional[Dict[str, float]] = None
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        if self.loss_without is None:
-            del data["loss_without"]
-        return data
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 class CountedObjective:

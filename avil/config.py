@@ -2,7 +2,7 @@
 import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 
@@ -84,7 +84,9 @@ class FitConfig:
       delta_dtype: storage of Δ (K × N): "float32" | "bfloat16" | "float16"
         (half types halve the merge's memory traffic; math stays float32).
 
-    Other methods' knobs (details in avil/methods/gcs.py and diw.py):
+    Other methods' knobs (details in avil/methods/static.py, gcs.py and diw.py):
+      static_weights: ``static``'s fixed loss weights, {auxiliary: weight ≥ 0}
+        (1 where not given; 0 turns an auxiliary off).
       gcs_variant: "weighted" (an auxiliary gradient on the shared parameters
         enters with weight max(0, cos(g_target, g_aux))) | "unweighted" (with
         weight 1 if cos ≥ 0, else 0); Du et al. 2018 propose both.
@@ -136,6 +138,7 @@ class FitConfig:
     weight_max: float = 4.0
     delta_dtype: str = "float32"
     # Other methods
+    static_weights: Optional[Dict[str, float]] = None
     gcs_variant: str = "weighted"
     diw_bound: float = 5.0
     diw_ridge: float = 0.1
@@ -221,6 +224,11 @@ class FitConfig:
                               "the task's death)", 0.05)
         if not _is_number(self.weight_max) or not self.weight_min < self.weight_max < math.inf:
             bad("weight_max", f"must be a finite number > weight_min ({self.weight_min})", 4.0)
+        if self.static_weights is not None and (
+                not isinstance(self.static_weights, dict)
+                or not all(isinstance(k, str) and _is_number(v) and 0 <= v < math.inf
+                           for k, v in self.static_weights.items())):
+            bad("static_weights", "must be a dict {auxiliary name: finite weight ≥ 0}, or None", {"aux": 0.5})
         if not _is_number(self.diw_bound) or not 1 < self.diw_bound < float("inf"):
             bad("diw_bound", "must be a finite number > 1 (the weights have mean 1)", 5.0)
         checkpoint_dir = None if self.checkpoint_dir is None else os.fspath(self.checkpoint_dir)

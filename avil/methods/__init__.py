@@ -4,8 +4,9 @@ from .base import EpochResult, Method, TrainingError
 from .diw import DIW
 from .gcs import GCS
 from .single_task import SingleTask
+from .static import Static
 from .uniform import Uniform
 
-METHODS = {cls.name: cls for cls in (SingleTask, Uniform, GCS, DIW, AlphaVIL)}
+METHODS = {cls.name: cls for cls in (SingleTask, Uniform, Static, GCS, DIW, AlphaVIL)}
 
-__all__ = ["METHODS", "EpochResult", "Method", "TrainingError", "AlphaVIL", "DIW", "GCS", "SingleTask", "Uniform"]
+__all__ = ["METHODS", "EpochResult", "Method", "TrainingError", "AlphaVIL", "DIW", "GCS", "SingleTask", "Static", "Uniform"]
