@@ -213,6 +213,26 @@ def test_a_failing_run_is_reported_and_the_others_kept(workers, one_thread, caps
     assert "uniform      seed 1: FAILED" in capsys.readouterr().out
 
 
+def test_workers_on_a_gpu_run_in_this_process_with_a_warning(monkeypatch):
+    """CUDA cannot be used in a forked process: workers > 1 with device="cuda"
+    runs the runs one at a time here, and says what to set."""
+    from avil.reproduce import runs
+
+    calls = []
+
+    def fit_here(run):
+        calls.append((run.label, run.seed, os.getpid()))
+        return avil.History(method=run.method, target=run.target, tasks=[run.target], seed=run.seed), None, 0.0
+
+    monkeypatch.setattr(runs, "_fit", fit_here)
+    config = avil.FitConfig(device="cuda")
+    with pytest.warns(UserWarning, match=r"workers=2 runs forked CPU processes, but the runs' device is cuda: running "
+                                         r"them one at a time in this process \(workers=1\). Set workers=1"):
+        out = reproduce.compare(small_run, toy.TARGET, ["uniform", "avil"], [0, 1], config, workers=2, progress=False)
+    assert calls == [(m, s, os.getpid()) for m in ("uniform", "avil") for s in (0, 1)]
+    assert [h.seed for h in out["avil"]] == [0, 1]
+
+
 @pytest.mark.parametrize("workers", [0, -1, 1.5, True])
 def test_compare_rejects_bad_workers(workers):
     with pytest.raises(ValueError, match="workers="):
