@@ -1,5 +1,6 @@
 """Every notebook runs under papermill with parameters injected (smoke profile),
-writes its results file, and its numbers make sense. (nbval runs them too:
+writes its own results file (``runs/smoke-<hash>.json``, never
+``metrics.json``), and its numbers make sense. (nbval runs them too:
 `pytest --nbval-lax notebooks`.)"""
 import json
 import math
@@ -37,8 +38,11 @@ def test_papermill_run_with_injected_parameters(path, tmp_path, monkeypatch):
     reproduce.run_notebook(path, "smoke", tmp_path / path.name, parameters={"SEEDS": [1]})
     executed = nbformat.read(tmp_path / path.name, as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
-    metrics = json.loads((tmp_path / "results" / path.stem / "metrics-smoke.json").read_text())
-    assert metrics["profile"] == "smoke"
+    written = sorted(p.relative_to(tmp_path / "results") for p in (tmp_path / "results").rglob("*.json"))
+    assert [p.parent.as_posix() for p in written] == [f"{path.stem}/runs"], written  # never metrics.json
+    assert written[0].name.startswith("smoke-")
+    metrics = json.loads((tmp_path / "results" / written[0]).read_text())
+    assert metrics["profile"] == "smoke" and metrics["parameters"]["SEEDS"] == [1]
     assert metrics["settings"]["seeds"] == [1]  # the injected value was used
     assert metrics["results"] and metrics["provenance"]["commit"]
     assert_numbers_make_sense(path.stem, metrics)

@@ -74,20 +74,103 @@ def test_outside_a_repository_results_go_under_the_working_directory(tmp_path, m
         reproduce.notebooks()
 
 
-# -- finish ------------------------------------------------------------------
+# -- start and finish ---------------------------------------------------------
 
-def test_finish_writes_metrics_with_histories_and_shows_provenance(tmp_path, monkeypatch):
+def committed(notebook="00_quickstart"):
+    """The notebook's parameters as committed, PROFILE aside."""
+    return {k: v for k, v in results.committed_parameters(notebook).items() if k != "PROFILE"}
+
+
+def verdict(claim, suite, **more):
+    """A claim's verdict as ``claims.Verdict.to_dict()`` gives it."""
+    return {"claim": claim, "suite": suite, "verdict": "reproduced", "estimate": 0.0333, "ci_low": 0.01,
+            "ci_high": 0.0567, "seeds": 3, "wins": 3, "detail": {"test": "paired t"},
+            "statement": f"{claim} holds on {suite}.", **more}
+
+
+def test_start_applies_the_profile_and_prints_where_the_run_writes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AVIL_RESULTS_DIR", str(tmp_path))
+    monkeypatch.delenv("AVIL_PROFILE", raising=False)
+    monkeypatch.setenv(reproduce.MAKE_REPRODUCE_ENV, "1")
+    run = reproduce.start("00_quickstart", "default", **committed())
+    assert (run.profile, run.path) == ("default", tmp_path / "00_quickstart" / "metrics.json")
+    assert capsys.readouterr().out == (f"results of this run go to {run.path}: make reproduce, default profile, "
+                                       "the committed parameters.\n")
+    monkeypatch.setenv("AVIL_PROFILE", "smoke")  # as make test sets it
+    run = reproduce.start("00_quickstart", "default", **{**committed(), "EPOCHS": 1})
+    assert run.profile == "smoke" and run.path == results.runs_path("00_quickstart", "smoke", run.parameters)
+    out = capsys.readouterr().out
+    assert f"go to {run.path}: profile smoke; EPOCHS=1, committed None." in out and "writes metrics.json" in out
+
+
+def test_start_wants_every_parameter_of_the_cell_and_no_other(monkeypatch):
+    given = committed()
+    del given["DEVICE"]
+    with pytest.raises(ValueError, match=r"not in it: \[\]; not passed: \['DEVICE'\]\). Fix: pass each"):
+        reproduce.start("00_quickstart", "default", **given)
+    with pytest.raises(ValueError, match=r"not in it: \['EPOCH'\]; not passed: \[\]"):
+        reproduce.start("00_quickstart", "default", **committed(), EPOCH=3)
+    with pytest.raises(ValueError, match=r"parameter SEEDS=\{0\} is not JSON"):
+        reproduce.start("00_quickstart", "default", **{**committed(), "SEEDS": {0}})
+
+
+def test_finish_writes_the_payload_verdicts_and_provenance_and_shows_where(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AVIL_RESULTS_DIR", str(tmp_path))
+    monkeypatch.delenv(reproduce.MAKE_REPRODUCE_ENV, raising=False)
     history = avil.History(method="uniform", target="t", tasks=["t"], seed=0)
     history.record(task_weights={"t": 1.0}, alphas={}, train_loss={"t": 0.5}, dev=0.5, test=0.25, seconds=1.0)
-    table = reproduce.finish("00_x", "smoke", {"histories": {"uniform": [history]}, "config": avil.FitConfig()},
-                             reproduce.Stopwatch())
-    written = json.loads((tmp_path / "00_x" / "metrics-smoke.json").read_text())
-    assert written["histories"]["uniform"][0]["test"] == 0.25
-    assert written["config"]["epochs"] == avil.FitConfig().epochs and written["wall_seconds"] >= 0
+    run = reproduce.start("00_quickstart", "smoke", **committed())
+
+    class Verdict:  # what claims.Verdict gives finish
+        def to_dict(self):
+            return verdict("C1", "toy")
+
+    table = reproduce.finish(run, {"histories": {"uniform": [history]}, "config": avil.FitConfig()},
+                             verdicts=[Verdict(), verdict("C2", "toy")])
+    written = json.loads(run.path.read_text())
+    assert [p.name for p in (tmp_path / "00_quickstart").iterdir()] == ["runs"]  # no metrics.json
+    assert written["histories"]["uniform"][0]["test"] == 0.25 and written["config"]["epochs"] == avil.FitConfig().epochs
+    assert (written["notebook"], written["profile"], written["parameters"]) == ("00_quickstart", "smoke", committed())
+    assert written["verdicts"] == [verdict("C1", "toy"), verdict("C2", "toy")]
+    assert written["provenance"]["wall_seconds"] >= 0
     shown = table["provenance"]
     assert shown["commit"] == written["provenance"]["commit"] and shown["wall time"].endswith(" s")
-    assert shown["metrics"].endswith("metrics-smoke.json")
+    assert shown["results file"] == str(run.path) and "numpy " in shown["packages"]
+    assert shown["torch_threads"] == torch.get_num_threads()
+
+
+def test_finish_refuses_bad_verdicts_and_reserved_keys_before_writing(tmp_path, monkeypatch):
+    monkeypatch.setenv("AVIL_RESULTS_DIR", str(tmp_path))
+    run = reproduce.start("00_quickstart", "smoke", **committed())
+    bad = verdict("C1", "toy")
+    del bad["ci_low"]
+    with pytest.raises(ValueError, match=r"00_quickstart: verdict 1 lacks \['ci_low'\]"):
+        reproduce.finish(run, {"results": {}}, verdicts=[verdict("C2", "toy"), bad])
+    with pytest.raises(ValueError, match=r"the payload has keys \['verdicts'\], which finish writes itself"):
+        reproduce.finish(run, {"verdicts": []})
+    with pytest.raises(TypeError, match="verdicts is passed by name"):
+        reproduce.finish(run, {"results": {}}, [verdict("C1", "toy")])
+    assert not run.path.exists()
+
+
+def test_the_old_finish_call_reads_the_notebooks_parameters(tmp_path, monkeypatch, capsys):
+    """``finish(notebook, profile, payload, clock)`` as the notebooks call it
+    in their last cell: the parameters come from the notebook's namespace."""
+    monkeypatch.setenv("AVIL_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv(reproduce.MAKE_REPRODUCE_ENV, "1")
+    cell = "table = reproduce.finish('00_quickstart', PROFILE, {'results': {}}, reproduce.Stopwatch())"
+    as_committed = {"reproduce": reproduce, "PROFILE": "default", **committed()}
+    exec(cell, as_committed)
+    assert json.loads((tmp_path / "00_quickstart" / "metrics.json").read_text())["parameters"] == committed()
+    assert as_committed["table"]["provenance"]["results file"] == str(tmp_path / "00_quickstart" / "metrics.json")
+    rerun = {**as_committed, "SEEDS": [0]}
+    exec(cell, rerun)
+    path = results.runs_path("00_quickstart", "default", {**committed(), "SEEDS": [0]})
+    assert json.loads(path.read_text())["parameters"]["SEEDS"] == [0]
+    assert f"results of this run go to {path}: SEEDS=[0], committed None." in capsys.readouterr().out
+    # a notebook the repository does not have: its own runs file
+    reproduce.finish("00_x", "smoke", {"results": {}}, reproduce.Stopwatch())
+    assert [p.name for p in (tmp_path / "00_x" / "runs").iterdir()] == [results.runs_path("00_x", "smoke", {}).name]
 
 
 # -- compare ------------------------------------------------------------------
@@ -128,6 +211,26 @@ def test_a_failing_run_is_reported_and_the_others_kept(workers, one_thread, caps
     assert [h.seed for h in err.value.histories["uniform"]] == [0, 2]
     assert "raise ValueError" in err.value.failures[("uniform", 1)]  # the whole traceback
     assert "uniform      seed 1: FAILED" in capsys.readouterr().out
+
+
+def test_workers_on_a_gpu_run_in_this_process_with_a_warning(monkeypatch):
+    """CUDA cannot be used in a forked process: workers > 1 with device="cuda"
+    runs the runs one at a time here, and says what to set."""
+    from avil.reproduce import runs
+
+    calls = []
+
+    def fit_here(run):
+        calls.append((run.label, run.seed, os.getpid()))
+        return avil.History(method=run.method, target=run.target, tasks=[run.target], seed=run.seed), None, 0.0
+
+    monkeypatch.setattr(runs, "_fit", fit_here)
+    config = avil.FitConfig(device="cuda")
+    with pytest.warns(UserWarning, match=r"workers=2 runs forked CPU processes, but the runs' device is cuda: running "
+                                         r"them one at a time in this process \(workers=1\). Set workers=1"):
+        out = reproduce.compare(small_run, toy.TARGET, ["uniform", "avil"], [0, 1], config, workers=2, progress=False)
+    assert calls == [(m, s, os.getpid()) for m in ("uniform", "avil") for s in (0, 1)]
+    assert [h.seed for h in out["avil"]] == [0, 1]
 
 
 @pytest.mark.parametrize("workers", [0, -1, 1.5, True])
@@ -341,13 +444,99 @@ def test_print_summary_shows_each_notebooks_paired_difference(tmp_path, monkeypa
     # 03's results as written before they took summarize's shape
     older = {"results": {"toy": {"paper's rule": {"test": [0.83, 0.85, 0.88], "difference": better.to_dict()}}}}
     for notebook, metrics in (("01_multimnist", compared), ("02_nlu", older), ("03_alpha_tuning", ablation)):
-        (tmp_path / notebook).mkdir()
-        (tmp_path / notebook / "metrics-smoke.json").write_text(json.dumps(metrics))
+        path = results.make_reproduce_path(notebook, "smoke")  # what python -m avil.reproduce --profile smoke writes
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(metrics))
     reproduce.print_summary("smoke")
     lines = capsys.readouterr().out.splitlines()
     assert any("01_multimnist" in l and "single_task" in l and l.rstrip().endswith("82.00 ± 2.00") for l in lines)
     for notebook, name in (("01_multimnist", "avil"), ("03_alpha_tuning", "paper's rule")):
         line = next(l for l in lines if l.startswith(notebook) and name in l)
         assert "85.33 ± 2.52" in line and line.rstrip().endswith("+3.33 ± 1.43 (3/3)")
+    name = results.make_reproduce_path("02_nlu", "smoke").name
     assert [l for l in lines if l.startswith("02_nlu")] == [
-        "02_nlu           (metrics-smoke.json: results of another shape; rerun the notebook to refresh it)"]
+        f"02_nlu           ({name}: results of another shape; rerun the notebook to refresh it)"]
+    assert [l for l in lines if l.startswith("00_quickstart")] == [
+        f"00_quickstart    (no {results.make_reproduce_path('00_quickstart', 'smoke').name})"]
+
+
+def test_make_reproduce_marks_its_kernels_and_restores_the_environment(tmp_path, monkeypatch, capsys):
+    from avil.reproduce import __main__ as make_reproduce
+
+    monkeypatch.setenv("AVIL_RESULTS_DIR", str(tmp_path))
+    monkeypatch.delenv(reproduce.MAKE_REPRODUCE_ENV, raising=False)
+    monkeypatch.setenv("AVIL_PROFILE", "smoke")
+    seen = []
+    monkeypatch.setattr(make_reproduce, "run_notebook", lambda path, profile, output: seen.append(
+        (path.stem, profile, os.environ.get(reproduce.MAKE_REPRODUCE_ENV), os.environ.get("AVIL_PROFILE"))))
+    assert make_reproduce.main(["--profile", "default", "--only", "00_quickstart"]) == 0
+    assert seen == [("00_quickstart", "default", "1", "default")]
+    assert reproduce.MAKE_REPRODUCE_ENV not in os.environ and os.environ["AVIL_PROFILE"] == "smoke"
+    assert "00_quickstart    (no metrics.json)" in capsys.readouterr().out
+
+
+# -- the README's Results section ------------------------------------------------
+
+def results_tree(root, files):
+    """A repository's committed results: ``{notebook: metrics dict}``."""
+    for notebook, metrics in files.items():
+        (root / "results" / notebook).mkdir(parents=True)
+        (root / "results" / notebook / "metrics.json").write_text(json.dumps(metrics))
+    return root
+
+
+def test_results_markdown_tabulates_the_committed_verdicts(tmp_path):
+    root = results_tree(tmp_path, {
+        "00_a": {"results": {}, "verdicts": [verdict("C2", "toy", verdict="not reproduced", estimate=-0.2,
+                                                     ci_low=-0.5, ci_high=0.1, seeds=[0, 1, 2], wins=0),
+                                             verdict("C1", "toy")]},
+        "01_b": {"results": {}},  # written before its notebook stated verdicts
+        "02_c": {"results": {}, "verdicts": [verdict("C1", "mnist|x", estimate=None, ci_low=None, ci_high=None,
+                                                     verdict="inconclusive", statement="Too few\nseeds.")]}})
+    text = reproduce.results_markdown(root)
+    lines = text.splitlines()
+    assert lines[:2] == ["## Results", ""] and "python -m avil.reproduce --summary --write" in lines[2]
+    table = [l for l in lines if l.startswith("|")]
+    assert table == ["| claim | suite | notebook | verdict | estimate | 95 % CI | seeds | wins |",
+                     "|---|---|---|---|---|---|---|---|",
+                     "| C1 | toy | `00_a` | reproduced | 0.0333 | [0.01, 0.0567] | 3 | 3 |",
+                     "| C1 | mnist\\|x | `02_c` | inconclusive | — | — | 3 | 3 |",
+                     "| C2 | toy | `00_a` | not reproduced | -0.2 | [-0.5, 0.1] | 3 | 0 |"]
+    assert "- **C1, mnist\\|x** (`02_c`): Too few seeds." in lines
+    assert lines[-1] == "No verdicts yet in the committed results of `01_b`." and text.endswith(".\n")
+    assert reproduce.results_markdown(results_tree(tmp_path / "none", {"01_b": {}})).splitlines()[-1] == \
+        "No verdicts yet in the committed results of `01_b`."
+
+
+def test_summary_write_puts_the_section_after_the_two_commands_and_keeps_it_true(tmp_path, capsys):
+    from avil.reproduce import __main__ as make_reproduce
+
+    root = results_tree(tmp_path, {"00_a": {"verdicts": [verdict("C1", "toy")]}})
+    readme = "# avil\n\nintro\n\n## The two commands\n\nmake\n\n## Use it\n\ncode\n"
+    (root / "README.md").write_text(readme)
+    assert reproduce.results_section(readme) is None
+    make_reproduce.write_results_section(root)
+    text = (root / "README.md").read_text()
+    assert text == readme.replace("## Use it", reproduce.results_markdown(root) + "\n## Use it")
+    assert reproduce.results_section(text) == reproduce.results_markdown(root)
+    (root / "results" / "00_a" / "metrics.json").write_text(json.dumps({"verdicts": [verdict("C1", "mnist")]}))
+    assert reproduce.results_section(text) != reproduce.results_markdown(root)  # stale: the test below would see it
+    make_reproduce.write_results_section(root)
+    again = (root / "README.md").read_text()
+    assert reproduce.results_section(again) == reproduce.results_markdown(root) and "| C1 | mnist |" in again
+    assert again.startswith("# avil\n\nintro\n\n## The two commands\n\nmake\n\n## Results\n")
+    assert again.endswith("\n\n## Use it\n\ncode\n")
+    (root / "README.md").write_text("# avil\n\n## Results\nold\n")  # the section last
+    make_reproduce.write_results_section(root)
+    assert (root / "README.md").read_text() == "# avil\n\n" + reproduce.results_markdown(root)
+
+
+def test_the_readmes_results_section_is_generated_from_the_committed_results(capsys):
+    from avil.reproduce import __main__ as make_reproduce
+
+    root = reproduce.find_root()
+    section = reproduce.results_section((root / "README.md").read_text())
+    assert section is not None, "README.md has no ## Results section. Fix: python -m avil.reproduce --summary --write"
+    assert section == reproduce.results_markdown(root), "Fix: python -m avil.reproduce --summary --write"
+    assert make_reproduce.main(["--summary"]) == 0
+    assert capsys.readouterr().out == section

