@@ -68,9 +68,6 @@ class AlphaStep:
     converged: bool
     gradient_init: Dict[str, float]
     loss_without: Optional[Dict[str, float]] = None
-    loss_without_init: Optional[Dict[str, float]] = None
-    loss_theta0: Optional[float] = None
-    loss_alone: Optional[Dict[str, float]] = None
 
     def to_dict(self) -> dict:
         return {key: value for key, value in asdict(self).items() if value is not None}

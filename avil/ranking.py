@@ -56,14 +56,7 @@ def _alphas(history: History) -> Dict[str, float]:
     return _mean_over_epochs(history, lambda e, name: history.alphas[e][name])
 
 
-def _step_mean(history, fn):
-    _ablation(history)
-    return _mean_over_epochs(history, lambda e, name: fn(history.alpha_step[e], name))
-
-
 READOUTS: Dict[str, Callable[[History], Dict[str, float]]] = {
-    "loo_init": lambda h: _step_mean(h, lambda s, n: s["loss_without_init"][n] - s["loss_init"]),
-    "alone": lambda h: _step_mean(h, lambda s, n: s["loss_theta0"] - s["loss_alone"][n]),
     "final_weight": lambda h: {name: h.task_weights[-1][name] for name in _auxiliaries(h)},
     "mean_weight": lambda h: _mean_over_epochs(h, lambda e, name: h.task_weights[e][name]),
     "mean_alpha": _alphas,

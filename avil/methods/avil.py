@@ -136,17 +136,11 @@ class AlphaVIL(Method):
                              penalty=cfg.alpha_penalty, max_iter=cfg.alpha_max_iter, tol=cfg.alpha_tol,
                              steps=cfg.alpha_steps, lr=cfg.alpha_lr)
         if cfg.alpha_ablation or cfg.weight_update == "contribution":
-            def loss_at(a):
-                self.merge(a)
-                return self.dev_loss(dev_batches, shares, gradient=False).item()
-
-            keep = [torch.arange(len(alphas)) != k for k in range(len(alphas))]  # (K,) masks: all but task k
-            init = self.initial_alphas()
             # The per-delta ablation: the dev loss at the chosen α with one task's update dropped.
-            step.loss_without = {name: loss_at(alphas * keep[k]) for k, name in enumerate(self.names)}
-            step.loss_without_init = {name: loss_at(init * keep[k]) for k, name in enumerate(self.names)}
-            step.loss_theta0 = loss_at(torch.zeros(len(alphas)))
-            step.loss_alone = {name: loss_at((~keep[k]).float()) for k, name in enumerate(self.names)}
+            step.loss_without = {}
+            for k, name in enumerate(self.names):
+                self.merge(alphas * (torch.arange(len(alphas)) != k))
+                step.loss_without[name] = self.dev_loss(dev_batches, shares, gradient=False).item()
         return alphas, step
 
     # -- the hooks a task-parallel run distributes (avil/distributed/runner.py)

@@ -288,7 +288,8 @@ def c2(suite: str, scores: Dict[int, Dict[str, float]], effects: Dict[str, Paire
 def c2_pooled(suite: str, taus: Dict[str, float], above: Dict[str, bool]) -> Verdict:
     """C2's rule where the units are suites (e.g. ten synthetic suites): taus:
     {suite: its mean Kendall τ-b}; above: {suite: whether every helpful
-    auxiliary scored above every harmful one there}. Reproduced when the mean
+    auxiliary scored above every harmful one there, None where a suite holds
+    no helpful or no harmful auxiliary}. Reproduced when the mean
     τ's 95 % t-interval over the suites is above 0, not reproduced when at or
     below 0, else inconclusive; wins: suites where ``above`` holds."""
     if set(taus) != set(above):
@@ -302,8 +303,11 @@ def c2_pooled(suite: str, taus: Dict[str, float], above: Dict[str, bool]) -> Ver
     if diff is None:
         return _c2_verdict(suite, verdict, None, None, "suites", "No suite was measured.",
                            {**detail, "why": "no suite was measured"})
-    wins = sum(bool(v) for v in above.values())
-    text = f"Every helpful auxiliary scores above every harmful one {prose.count(wins, len(above), 'suites')}."
+    checked = {k: v for k, v in above.items() if v is not None}  # None: no helpful or no harmful auxiliary there
+    wins = sum(bool(v) for v in checked.values())
+    text = f"Every helpful auxiliary scores above every harmful one {prose.count(wins, len(checked), 'suites')}"
+    text += (f" ({len(above) - len(checked)} suite(s) hold no helpful or no harmful auxiliary)." if len(checked) < len(above)
+             else ".")
     return _c2_verdict(suite, verdict, diff, wins, "suites", text, detail)
 
 
