@@ -9,9 +9,10 @@ from .checkpoint import CheckpointError
 from .config import FitConfig
 from .history import History
 from .methods import METHODS, TrainingError
+from .ranking import rank_auxiliaries
 from .tasks import Task
 from .trainer import fit
 
-__all__ = ["CheckpointError", "callbacks", "FitConfig", "History", "METHODS", "Task", "TrainingError", "distributed", "fit",
-           "metrics", "ops"]
+__all__ = ["CheckpointError", "FitConfig", "History", "METHODS", "Task", "TrainingError", "callbacks", "distributed",
+           "fit", "metrics", "ops", "rank_auxiliaries"]
 __version__ = "0.1.0"

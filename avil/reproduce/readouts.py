@@ -14,7 +14,7 @@ rule and its final weights.
 import statistics
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..ranking import READOUTS, auxiliary_scores
+from ..ranking import DEFAULT_READOUT, READOUTS, auxiliary_scores
 from .ablation import PAPER, RULES, SuiteResult, holm_differences
 from .claims import Verdict, c2, c2_pooled
 from .stats import holm, paired_difference
@@ -33,11 +33,17 @@ def c2_by_suite(results: Dict[str, SuiteResult], rules: Sequence[str] = tuple(RU
     out = {}
     for rule in rules:
         for readout in readouts:
-            out[(rule, readout)] = {
-                suite: c2(suite, {h.seed: auxiliary_scores(h, readout) for h in result.histories[rule]},
-                          {a: e.difference for a, e in result.effects.items()})
-                for suite, result in results.items() if result.effects and rule in result.histories}
+            out[(rule, readout)] = {suite: c2_of(suite, result.histories[rule], result.effects, readout)
+                                    for suite, result in results.items()
+                                    if result.effects and rule in result.histories}
     return out
+
+
+def c2_of(suite: str, runs: Sequence, effects: Dict, readout: str = DEFAULT_READOUT) -> Verdict:
+    """C2 for αVIL's ``runs`` (one History per seed) on a suite whose
+    auxiliaries' ``effects`` were measured ({aux: AuxiliaryEffect}), read by ``readout``."""
+    return c2(suite, {h.seed: auxiliary_scores(h, readout) for h in runs},
+              {a: e.difference for a, e in effects.items()})
 
 
 def suite_above(verdict: Verdict) -> Optional[bool]:
@@ -122,3 +128,17 @@ def ranking_table(by_pair: Dict[Tuple[str, str], Dict[str, Verdict]], suites: Se
 def mean_tau(by_suite: Dict[str, Verdict]) -> float:
     """The synthetic suites' mean τ of one (rule, readout)."""
     return statistics.fmean(v.estimate for name, v in by_suite.items() if is_synthetic(name))
+
+
+def effects_table(results: Dict[str, SuiteResult], scale: float = 100.0):
+    """Suite × auxiliary: each auxiliary's measured effect on the target, in
+    points (mean ± 95 % CI half-width), with ``+``/``−`` where the interval
+    excludes 0 (helpful / harmful)."""
+    import pandas as pd
+
+    rows = {}
+    for suite, result in results.items():
+        if result.effects:
+            rows[suite] = {aux: e.difference.format(scale) + {"higher": " +", "lower": " −"}.get(e.difference.verdict, "")
+                           for aux, e in result.effects.items()}
+    return pd.DataFrame(rows).T.fillna("")

@@ -11,10 +11,12 @@ full training runs per seed for K auxiliaries; its test metric is the chosen
 run's, read at that run's best dev epoch, so the test set never chooses.
 """
 import dataclasses
+import statistics
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..config import FitConfig
 from ..history import History
+from .claims import Verdict, c3
 from .runs import Run, run_all
 
 
@@ -90,3 +92,14 @@ def static_search(make_run: Callable[[int], tuple], target: str, auxiliaries: Se
             best = max(candidates, key=lambda item: (max(item[1].dev), item[0][name] == current[seed][name]))
             current[seed] = dict(best[0])
     return StaticSearch(grid, runs, current)
+
+
+def c3_of(suite: str, avil_runs: Sequence[History], search: StaticSearch, margin: float = 0.01) -> Verdict:
+    """C3 for αVIL's runs (one History per seed) against ``search``'s chosen
+    runs on the same seeds: accuracy paired per seed, cost in wall time (the
+    mean over seeds of one αVIL run's epochs against the whole search's)."""
+    seeds = [h.seed for h in avil_runs]
+    return c3(suite, {h.seed: h.test for h in avil_runs}, {h.seed: h.test for h in search.best},
+              avil_seconds=statistics.fmean(sum(h.epoch_seconds) for h in avil_runs),
+              static_seconds=statistics.fmean(search.seconds(seed) for seed in seeds),
+              static_runs=round(search.runs_per_seed), margin=margin)
