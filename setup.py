@@ -81,6 +81,7 @@ setup(
     extras_require={
         "notebooks": ["matplotlib", "pandas", "papermill", "jupyterlab", "ipykernel"],
         "nlu": ["transformers", "datasets"],
+        "tensorboard": ["tensorboard"],
         "test": ["pytest", "nbval", "papermill"],
     },
     ext_modules=ext_modules,
