@@ -205,8 +205,8 @@ def test_a_papermill_rerun_with_other_parameters_leaves_metrics_json_alone(tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     assert committed.read_bytes() == before
     monkeypatch.setenv("AVIL_RESULTS_DIR", str(results_dir))
-    parameters = {"SEEDS": [0], "EPOCHS": 1, "METHODS": results.committed_parameters("00_quickstart")["METHODS"],
-                  "DEVICE": "cpu"}
+    committed = results.committed_parameters("00_quickstart")
+    parameters = {**{k: v for k, v in committed.items() if k != "PROFILE"}, "SEEDS": [0], "EPOCHS": 1}
     expected = results.runs_path("00_quickstart", "smoke", parameters)
     assert sorted(p.name for p in expected.parent.iterdir()) == [expected.name]
     written = json.loads(expected.read_text())
@@ -220,7 +220,7 @@ def test_only_make_reproduce_at_default_with_the_committed_parameters_writes_met
     monkeypatch.setenv("AVIL_RESULTS_DIR", str(tmp_path))
     committed = {k: v for k, v in results.committed_parameters("00_quickstart").items() if k != "PROFILE"}
     assert committed == {"SEEDS": None, "EPOCHS": None, "METHODS": ["single_task", "uniform", "gcs", "diw", "avil"],
-                         "DEVICE": "cpu"}  # the notebook's parameters cell, read as committed
+                         "STATIC_GRID": [0.0, 1.0], "DEVICE": "cpu"}  # the notebook's parameters cell, as committed
     metrics = tmp_path / "00_quickstart" / "metrics.json"
 
     def path(profile="default", by_make_reproduce=True, **changed):

@@ -130,7 +130,7 @@ def mean_tau(by_suite: Dict[str, Verdict]) -> float:
     return statistics.fmean(v.estimate for name, v in by_suite.items() if is_synthetic(name))
 
 
-def effects_table(results: Dict[str, SuiteResult], scale: float = 100.0):
+def effects_by_suite(results: Dict[str, SuiteResult], scale: float = 100.0):
     """Suite × auxiliary: each auxiliary's measured effect on the target, in
     points (mean ± 95 % CI half-width), with ``+``/``−`` where the interval
     excludes 0 (helpful / harmful)."""

@@ -34,7 +34,7 @@ def effects(measured: Dict[str, object], scale: float = 100.0, unit: str = "poin
     return "\n".join(f"- {prose.effect(f'`{aux}`', e.difference, scale, unit)}" for aux, e in measured.items())
 
 
-def ranking(runs: Sequence[History], measured: Dict[str, object], readout: str = DEFAULT_READOUT) -> str:
+def rankings(runs: Sequence[History], measured: Dict[str, object], readout: str = DEFAULT_READOUT) -> str:
     """Per seed, αVIL's ranking of the auxiliaries by ``readout`` beside the
     order of their measured effects ({aux: AuxiliaryEffect})."""
     diffs = {aux: e.difference for aux, e in measured.items()}
