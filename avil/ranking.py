@@ -63,7 +63,7 @@ READOUTS: Dict[str, Callable[[History], Dict[str, float]]] = {
     "mean_ablation": _ablation,
     "mean_gradient": _gradient,
 }
-DEFAULT_READOUT = "mean_alpha"
+DEFAULT_READOUT = "final_weight"
 
 
 def auxiliary_scores(history: History, readout: str = DEFAULT_READOUT) -> Dict[str, float]:

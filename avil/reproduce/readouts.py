@@ -142,3 +142,27 @@ def effects_by_suite(results: Dict[str, SuiteResult], scale: float = 100.0):
             rows[suite] = {aux: e.difference.format(scale) + {"higher": " +", "lower": " −"}.get(e.difference.verdict, "")
                            for aux, e in result.effects.items()}
     return pd.DataFrame(rows).T.fillna("")
+
+
+def role_ranks(results: Dict[str, SuiteResult], rule: str, readout: str):
+    """Role × {measured rank, readout rank}: on the synthetic suites, each
+    auxiliary's place (1: most useful) by its measured effect and by the
+    readout of ``rule``'s runs (mean over seeds; ties share the mean place),
+    averaged over the suites that hold the role."""
+    import pandas as pd
+    from scipy.stats import rankdata
+
+    rows = []
+    for name, result in results.items():
+        if not (is_synthetic(name) and result.effects):
+            continue
+        auxiliaries = list(result.effects)
+        measured = rankdata([-result.effects[a].difference.mean for a in auxiliaries])
+        for h in result.histories[rule]:
+            scores = auxiliary_scores(h, readout)
+            read = rankdata([-scores[a] for a in auxiliaries])
+            rows += [{"role": a, "suite": name, "measured rank": m, "readout rank": r}
+                     for a, m, r in zip(auxiliaries, measured, read)]
+    frame = pd.DataFrame(rows)
+    return frame.groupby("role")[["measured rank", "readout rank"]].mean().round(2).assign(
+        suites=frame.groupby("role")["suite"].nunique())
