@@ -9,7 +9,7 @@ from scipy import stats
 
 from avil import reproduce
 from avil.history import History
-from avil.reproduce import claims, prose
+from avil.reproduce import prose
 from avil.reproduce.stats import PairedDifference, holm, minimum_detectable_effect, paired_difference
 
 
@@ -117,7 +117,8 @@ def test_c1_inconclusive_when_a_baseline_is_within_the_interval():
     v = reproduce.c1("toy", suite(**{**BEHIND, "uniform": [0.86, 0.86, 0.87]}))
     assert v.verdict == "inconclusive" and v.ci_low < 0 < v.ci_high
     assert "not measurably ahead of uniform" in v.statement
-    assert "smallest detectable effect ±3.58 points" in v.statement
+    # at α/3, the strictest step of Holm over the three comparisons (t_{0.99167, 2} = 7.65 instead of 4.30)
+    assert "smallest detectable effect about 5.81 points at α = 0.0167" in v.statement
 
 
 def test_c1_holm_turns_a_lone_uncorrected_win_into_inconclusive():
@@ -262,7 +263,8 @@ AVIL_BY_SEED = {0: 0.85, 1: 0.86, 2: 0.87}
 @pytest.mark.parametrize("static, avil_seconds, verdict", [
     ({0: 0.852, 1: 0.858, 2: 0.871}, 30.0, "reproduced"),  # within a point, cheaper
     ({0: 0.855, 1: 0.858, 2: 0.872}, 30.0, "inconclusive"),  # the interval reaches past −1 point
-    ({0: 0.88, 1: 0.895, 2: 0.90}, 30.0, "not reproduced"),  # the search measurably ahead
+    ({0: 0.88, 1: 0.895, 2: 0.90}, 30.0, "not reproduced"),  # the search ahead by more than the margin
+    ({0: 0.853, 1: 0.864, 2: 0.873}, 30.0, "reproduced"),  # measurably behind, but by less than the margin
     ({0: 0.852, 1: 0.858, 2: 0.871}, 300.0, "not reproduced"),  # as accurate, but costs more than the search
 ])
 def test_c3_verdicts(static, avil_seconds, verdict):
@@ -325,8 +327,12 @@ def test_difference_wording_follows_the_interval():
     mde = 100 * minimum_detectable_effect(none)
     assert prose.difference("avil", "uniform", none) == (
         "no difference between avil and uniform was detected at this power (mean -0.33 points; the smallest "
-        f"effect these 3 seeds could detect is about ±{mde:.2f} points)")
+        f"effect these 3 seeds could detect is about {mde:.2f} points)")
     one = paired_difference([0.9], [0.8])
+    # Holm decides where the adjusted p is given, and the detectable effect is the strictest step's
+    assert prose.difference("avil", "uniform", ahead, holm_p=0.06, family=3).startswith(
+        "no difference between avil and uniform was detected at this power after Holm's correction over 3")
+    assert "Holm-adjusted p = 0.012 over 3" in prose.difference("avil", "uniform", ahead, holm_p=0.012, family=3)
     assert "no effect of any size could be detected" in prose.difference("avil", "uniform", one)
 
 
@@ -334,7 +340,7 @@ def test_effect_ranking_and_count():
     assert prose.effect("good", EFFECTS["good"]).startswith("good: helpful (+10.67 ± ")
     assert prose.effect("bad", EFFECTS["bad"]).startswith("bad: harmful (-10.33 ± ")
     assert prose.effect("flat", EFFECTS["flat"]).startswith("flat: no effect detected (mean +0.00 points; "
-                                                            "smallest detectable ±")
+                                                            "smallest detectable about ")
     said = prose.ranking([("good", 1.2), ("flat", 0.9), ("bad", 0.9)], EFFECTS)
     assert said == ("The readout orders the auxiliaries good > flat = bad; their measured effects order them "
                     "good (helpful) > flat (no effect detected) > bad (harmful) (“=” marks a tie).")

@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from avil import reproduce
+from avil.reproduce import claims
 
 NOTEBOOKS = reproduce.notebooks()
 
@@ -73,6 +74,9 @@ def assert_numbers_make_sense(notebook, metrics):
     every metric, weight, α and loss is finite; the target beats chance."""
     bad = [(where, x) for where, x in numbers(metrics) if not math.isfinite(x)]
     assert not bad, f"non-finite numbers in {notebook}'s metrics: {bad[:5]}"
+    verdicts = metrics["verdicts"]
+    assert {v["claim"] for v in verdicts} == {"C1", "C2", "C3"}, verdicts  # every notebook ends with its claims
+    assert all(v["verdict"] in claims.VERDICTS for v in verdicts)
     if notebook == "03_alpha_tuning":
         assert_ablation_makes_sense(metrics)
         return
@@ -102,10 +106,16 @@ def assert_ablation_makes_sense(metrics):
     """03: every suite ran every variant against single_task (its paired
     difference under ``vs_baseline``, as ``summarize`` writes it); α and the
     weights stayed finite and the weights inside the widest bounds any variant sets."""
+    from avil.reproduce import ablation
+
     results = metrics["results"]
-    assert set(results) == {"toy", "multimnist", "multimnist_extended", "text"}, list(results)
+    synthetic = [s for s in results if s.startswith("synthetic-")]
+    assert set(results) - set(synthetic) == {"toy", "multimnist", "multimnist_extended", "text"}, list(results)
+    assert synthetic, "the drawn synthetic suites ran"
     for suite, variants in results.items():
-        assert len(variants) >= 8, (suite, list(variants))
+        assert set(ablation.RULES) <= set(variants), (suite, list(variants))
+        if not suite.startswith("synthetic-"):
+            assert set(ablation.ALPHA_STEPS) <= set(variants), (suite, list(variants))
         for label, s in variants.items():
             assert s["all_finite"], (suite, label)
             assert 0.01 <= s["weight_range"][0] <= s["weight_range"][1] <= 4.0, (suite, label, s["weight_range"])

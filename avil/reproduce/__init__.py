@@ -28,8 +28,8 @@ from .results import (MAKE_REPRODUCE_ENV, PROFILES, NotebookRun, Stopwatch, acti
 from .search import StaticSearch, static_search
 from .runs import AuxiliaryEffect, CompareError, Run, auxiliary_effects, compare, run_all
 from .stats import (PairedDifference, ablation_records, alpha_step_cost, alpha_step_records, holm, mean_std,
-                    minimum_detectable_effect, paired_difference, ranked_below, summarize)
-from .tables import ablation_table, alpha_step_table, effects_table, final_weights_table, suite_table, table
+                    minimum_detectable_effect, paired_difference, summarize)
+from .tables import ablation_table, alpha_step_table, effects_table, suite_table, table
 
 # make reproduce's functions live in __main__.py and are imported on first use:
 # importing that module here would make `python -m avil.reproduce` find it
@@ -48,10 +48,10 @@ def __getattr__(name):
 __all__ = ["AuxiliaryEffect", "CompareError", "MAKE_REPRODUCE_ENV", "NotebookRun", "PROFILES", "PairedDifference",
            "Run", "StaticSearch", "Stopwatch", "Verdict", "ablation_records", "ablation_table", "active_profile",
            "alpha_step_cost", "alpha_step_records", "alpha_step_table", "auxiliary_effects", "c1", "c2", "c2_pooled",
-           "c3", "claims", "committed_parameters", "compare", "effects_table", "final_weights_table", "find_root",
+           "c3", "claims", "committed_parameters", "compare", "effects_table", "find_root",
            "finish", "holm", "jsonable", "main", "make_reproduce_path", "mean_std", "metrics_path",
            "minimum_detectable_effect", "not_measured", "notebooks", "paired_difference", "plot_alpha_step",
            "plot_dev", "plot_final_weights", "plot_paired_differences", "plot_weights", "print_summary", "prose",
-           "provenance", "ranked_below", "results_dir", "results_markdown", "results_path", "results_section",
+           "provenance", "results_dir", "results_markdown", "results_path", "results_section",
            "run_all", "run_notebook", "runs_path", "start", "static_search", "suite_table", "summarize", "table",
            "write_metrics", "write_results_section"]

@@ -103,14 +103,16 @@ def _comparison(diff: PairedDifference, adjusted: Optional[float] = None) -> dic
             "minimum_detectable_effect": minimum_detectable_effect(diff)}
 
 
-def _clause(label: str, other: str, diff: PairedDifference, scale: float, unit: str, p: str) -> str:
+def _clause(label: str, other: str, diff: PairedDifference, scale: float, unit: str, p: str,
+            alpha: float = 0.05) -> str:
     """``avil − uniform: +1.23 points, 95 % CI [+0.40, +2.06], avil ahead in 3 of 3 seeds, Holm-adjusted p = 0.012``
-    (and the smallest detectable effect where the interval holds 0)."""
+    (and, where the interval holds 0, the smallest effect a test at ``alpha`` could detect)."""
     text = (f"{label} − {other}: {prose.signed(diff.mean, scale)} {unit}, 95 % CI "
             f"{prose.interval(diff.low, diff.high, scale)}, {label} ahead {prose.count(diff.wins, diff.seeds)}, {p}")
     if diff.low <= 0 <= diff.high:
-        mde = minimum_detectable_effect(diff)
-        text += (f", smallest detectable effect ±{prose.plain(mde, scale)} {unit}" if math.isfinite(mde)
+        mde = minimum_detectable_effect(diff, alpha=alpha)
+        text += (f", smallest detectable effect about {prose.plain(mde, scale)} {unit} at α = {alpha:.3g}"
+                 if math.isfinite(mde)
                  else ", no interval with one seed")
     return text
 
@@ -174,7 +176,8 @@ def c1(suite: str, histories: Dict[str, List[History]], method: str = "avil",
         open_ = [b for b in present if b not in ahead]
         why = (f"{method} is not measurably ahead of {', '.join(open_)}, and no baseline is measurably ahead of "
                f"{method}")
-    clauses = [_clause(method, b, diffs[b], scale, unit, f"Holm-adjusted {prose.p_phrase(adjusted[b])}")
+    clauses = [_clause(method, b, diffs[b], scale, unit, f"Holm-adjusted {prose.p_phrase(adjusted[b])}",
+                       alpha / len(present))
                + (" (strongest baseline)" if b == strongest else "") for b in present]
     statement = (f"{_head('C1', suite, verdict)} {why} ({correction}; paired 95 % t-intervals over seeds). "
                  + "; ".join(clauses) + ".")
@@ -305,6 +308,7 @@ def c2_pooled(suite: str, taus: Dict[str, float], above: Dict[str, bool]) -> Ver
                            {**detail, "why": "no suite was measured"})
     checked = {k: v for k, v in above.items() if v is not None}  # None: no helpful or no harmful auxiliary there
     wins = sum(bool(v) for v in checked.values())
+    detail["wins_of"] = len(checked)
     text = f"Every helpful auxiliary scores above every harmful one {prose.count(wins, len(checked), 'suites')}"
     text += (f" ({len(above) - len(checked)} suite(s) hold no helpful or no harmful auxiliary)." if len(checked) < len(above)
              else ".")
@@ -319,10 +323,11 @@ def c3(suite: str, avil_tests: Dict[int, float], static_tests: Dict[int, float],
     ``static_runs`` runs taking ``static_seconds`` of wall time in all, against
     ``avil_seconds`` for one αVIL run.
 
-    reproduced: the difference's 95 % CI lies above −``margin`` (αVIL at most
-    ``margin`` behind, in metric units) and αVIL takes less wall time than the
-    search; not reproduced: the search measurably ahead (CI below 0), or αVIL
-    taking at least the search's wall time; else inconclusive."""
+    A non-inferiority rule: reproduced when the difference's 95 % CI lies
+    above −``margin`` (αVIL at most ``margin`` behind, in metric units) and
+    αVIL takes less wall time than the search; not reproduced when the whole
+    interval lies below −``margin`` (the search ahead by more than the
+    margin), or αVIL takes at least the search's wall time; else inconclusive."""
     for name, value in (("avil_seconds", avil_seconds), ("static_seconds", static_seconds)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ValueError(f"C3 on {suite}: {name}={value!r}: must be a positive number of seconds.")
@@ -336,7 +341,7 @@ def c3(suite: str, avil_tests: Dict[int, float], static_tests: Dict[int, float],
             raise ValueError(f"C3 on {suite}: {name} has non-finite values {bad}. Fix: drop or rerun those seeds.")
     diff, unpaired = _paired(avil_tests, static_tests, f"C3 on {suite}")
     cheaper = avil_seconds < static_seconds
-    if diff.high < 0 or not cheaper:
+    if diff.high < -margin or not cheaper:
         verdict = "not reproduced"
     else:
         verdict = "reproduced" if diff.low > -margin else "inconclusive"

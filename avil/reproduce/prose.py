@@ -49,22 +49,36 @@ def p_phrase(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def undetected(diff: PairedDifference, scale: float = 100.0, unit: str = "points") -> str:
-    """The clause for a difference whose interval holds 0: its mean and the
-    smallest effect these seeds could have detected (80 % power, α = 0.05)."""
-    mde = minimum_detectable_effect(diff)
+def undetected(diff: PairedDifference, scale: float = 100.0, unit: str = "points", alpha: float = 0.05) -> str:
+    """The clause for a difference no test established: its mean and the
+    smallest effect these seeds could have detected (80 % power, at ``alpha``:
+    the level its test ran at, α/m for the strictest step of Holm over m)."""
+    mde = minimum_detectable_effect(diff, alpha=alpha)
     if not math.isfinite(mde):
         return (f"mean {signed(diff.mean, scale)} {unit}; with {seeds_phrase(diff.seeds)} there is no interval, "
                 "so no effect of any size could be detected")
     return (f"mean {signed(diff.mean, scale)} {unit}; the smallest effect these {seeds_phrase(diff.seeds)} could "
-            f"detect is about ±{plain(mde, scale)} {unit}")
+            f"detect is about {plain(mde, scale)} {unit}")
 
 
 def difference(label: str, baseline: str, diff: PairedDifference, scale: float = 100.0,
-               unit: str = "points") -> str:
+               unit: str = "points", holm_p: float = None, family: int = 1) -> str:
     """One sentence on ``label`` − ``baseline`` paired per seed: ahead or
-    behind where the 95 % interval excludes 0, else that no difference was
-    detected and the smallest one these seeds could detect."""
+    behind where the test establishes it, else that no difference was
+    detected and the smallest one these seeds could detect. With ``holm_p``
+    (the Holm-adjusted p-value in a family of ``family`` comparisons) the
+    test is Holm's at α = 0.05; without, the 95 % interval excluding 0."""
+    established = (holm_p < 0.05) if holm_p is not None else (diff.low > 0 or diff.high < 0)
+    if established:
+        ahead = diff.mean > 0
+        same_way = diff.wins if ahead else sum(d < 0 for d in diff.differences)
+        corrected = f", Holm-adjusted {p_phrase(holm_p)} over {family}" if holm_p is not None else ""
+        return (f"{label} is {'ahead of' if ahead else 'behind'} {baseline} by {plain(abs(diff.mean), scale)} "
+                f"± {plain(diff.half_width, scale)} {unit} (95 % CI{corrected}; {'ahead' if ahead else 'behind'} "
+                f"{count(same_way, diff.seeds)})")
+    if holm_p is not None:
+        return (f"no difference between {label} and {baseline} was detected at this power after Holm's correction "
+                f"over {family} ({undetected(diff, scale, unit, 0.05 / family)})")
     if diff.low > 0 or diff.high < 0:
         ahead = diff.low > 0
         same_way = diff.wins if ahead else sum(d < 0 for d in diff.differences)
@@ -87,7 +101,7 @@ def effect(aux: str, diff: PairedDifference, scale: float = 100.0, unit: str = "
     if kind == "no effect detected":
         mde = minimum_detectable_effect(diff)
         return (f"{aux}: no effect detected (mean {signed(diff.mean, scale)} {unit}; smallest detectable "
-                f"±{plain(mde, scale)} {unit})")
+                f"about {plain(mde, scale)} {unit})")
     same_way = diff.wins if kind == "helpful" else sum(d < 0 for d in diff.differences)
     return (f"{aux}: {kind} ({signed(diff.mean, scale)} ± {plain(diff.half_width, scale)} {unit}, 95 % CI; "
             f"{'higher' if kind == 'helpful' else 'lower'} {count(same_way, diff.seeds)})")
@@ -129,7 +143,8 @@ def verdict(v) -> str:
     unit = f" {v.unit}" if v.unit else ""
     if v.estimate is None:
         return f"{v.claim} on {v.suite}: {v.verdict} ({v.detail.get('why', 'no estimate')})."
-    wins = (f"; {v.wins} of {seeds_phrase(v.seeds, v.units)} {v.wins_meaning}" if v.wins is not None
+    wins = (f"; {v.wins} of {seeds_phrase(v.detail.get('wins_of', v.seeds), v.units)} {v.wins_meaning}"
+            if v.wins is not None
             else f"; {seeds_phrase(v.seeds, v.units)}")
     return (f"{v.claim} on {v.suite}: {v.verdict} ({v.measure}: {signed(v.estimate, v.scale)}{unit}, 95 % CI "
             f"{interval(v.ci_low, v.ci_high, v.scale)}{wins}; {v.correction}).")
@@ -148,7 +163,8 @@ def verdicts_table(verdicts: Sequence) -> "pandas.DataFrame":
                      "estimate": f"{signed(v.estimate, v.scale)}{unit}" if measured else "—",
                      "95 % CI": interval(v.ci_low, v.ci_high, v.scale) if measured else "—",
                      "seeds": v.seeds if measured else "—",
-                     "wins": f"{v.wins}/{v.seeds}" if measured and v.wins is not None else "—"})
+                     "wins": f"{v.wins}/{v.detail.get('wins_of', v.seeds)}" if measured and v.wins is not None
+                     else "—"})
     return pd.DataFrame(rows, columns=["claim", "suite", "verdict", "estimate", "95 % CI", "seeds", "wins"])
 
 

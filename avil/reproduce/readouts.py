@@ -11,7 +11,6 @@ synthetic suites (one τ per suite), Holm over the pairs; the default is the
 pair with the highest mean τ among those measurably better, else the paper's
 rule and its final weights.
 """
-import statistics
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..ranking import DEFAULT_READOUT, READOUTS, auxiliary_scores
@@ -123,11 +122,6 @@ def ranking_table(by_pair: Dict[Tuple[str, str], Dict[str, Verdict]], suites: Se
             row[f"{name}: most harmful last"] = f"{sum(last)}/{len(last)}"
         rows.append(row)
     return pd.DataFrame(rows).set_index(["rule", "readout"])
-
-
-def mean_tau(by_suite: Dict[str, Verdict]) -> float:
-    """The synthetic suites' mean τ of one (rule, readout)."""
-    return statistics.fmean(v.estimate for name, v in by_suite.items() if is_synthetic(name))
 
 
 def effects_by_suite(results: Dict[str, SuiteResult], scale: float = 100.0):

@@ -9,22 +9,25 @@ from ..history import History
 from ..ranking import DEFAULT_READOUT, rank_auxiliaries
 from . import prose
 from .stats import PairedDifference, paired_difference
+from .tables import holm_vs_baseline
 
 
 def methods(summary: Dict[str, dict], baseline: str = "single_task", scale: float = 100.0,
             unit: str = "points") -> str:
-    """One bullet per method or variant: its paired difference from ``baseline``."""
+    """One bullet per method or variant: its paired difference from ``baseline``,
+    decided by Holm's correction over the table's comparisons (``tables.table``)."""
     lines = []
     base = summary.get(baseline)
     if base is not None:
         lines.append(f"- `{baseline}` scores {prose.plain(base['test_mean'], scale)} ± "
                      f"{prose.plain(base['test_std'], scale)} (mean ± standard deviation over "
                      f"{prose.seeds_phrase(len(base['test']))}).")
+    adjusted = holm_vs_baseline(summary)
     for label, s in summary.items():
         if label == baseline or "vs_baseline" not in s:
             continue
         sentence = prose.difference(f"`{label}`", f"`{baseline}`", PairedDifference.from_dict(s["vs_baseline"]), scale,
-                                    unit)
+                                    unit, holm_p=adjusted[label], family=len(adjusted))
         lines.append(f"- {capitalised(sentence)}")
     return "\n".join(lines)
 

@@ -16,7 +16,6 @@ import os
 import platform
 import re
 import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -361,30 +360,14 @@ def write_metrics(run: NotebookRun, payload: dict, verdicts: Optional[Sequence] 
     return data
 
 
-def finish(run: NotebookRun, payload: dict, *old_form, verdicts: Optional[Sequence] = None):
+def finish(run: NotebookRun, payload: dict, *, verdicts: Optional[Sequence] = None):
     """A notebook's closing cell: ``reproduce.finish(run, payload, verdicts=[...])``
     writes ``payload``, the wall time since ``start`` and the verdicts to the
     file ``start`` chose (``write_metrics``), and returns the provenance table
     the cell shows: commit, device, CPU, threads, versions, wall time and the
-    results file.
-
-    The form before ``start``, ``finish(notebook, profile, payload, clock)``,
-    still works: the parameters are then read from the calling notebook's
-    namespace (the names of its committed parameters cell), and the results
-    file is chosen and printed here.
-    """
+    results file."""
     import pandas as pd
 
-    if isinstance(run, str):
-        if len(old_form) != 2 or verdicts is not None:
-            raise TypeError("finish(notebook, profile, payload, clock) or finish(run, payload, verdicts=[...]).")
-        notebook, profile, (payload, clock) = run, payload, old_form
-        names = [n for n in (committed_parameters(notebook) or {}) if n != "PROFILE"]
-        namespace = sys._getframe(1).f_globals  # the notebook's, where finish is called from its last cell
-        parameters = {n: namespace[n] for n in names if n in namespace}
-        run = _begin(notebook, profile, parameters, clock)
-    elif old_form:
-        raise TypeError("finish(run, payload, verdicts=[...]): verdicts is passed by name.")
     data = write_metrics(run, payload, verdicts)
     info = {k: v for k, v in data["provenance"].items() if k not in ("packages", "wall_seconds")}
     info["packages"] = ", ".join(f"{name} {version}" for name, version in data["provenance"]["packages"].items())

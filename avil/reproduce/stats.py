@@ -163,16 +163,6 @@ def summarize(histories: Dict[str, List[History]], baseline: Optional[str] = "si
     return out
 
 
-def ranked_below(histories: Dict[str, List[History]], task: str, others: Sequence[str],
-                 strict: bool = True) -> Dict[str, List[bool]]:
-    """Per label, per seed: does ``task`` end with a lower weight than every
-    task in ``others``? (E.g. a harmful control below the helpful auxiliaries.)
-    strict=False also counts a tie (e.g. two tasks on the weight floor) as below."""
-    below = (lambda a, b: a < b) if strict else (lambda a, b: a <= b)
-    return {label: [all(below(h.task_weights[-1][task], h.task_weights[-1][o]) for o in others) for h in runs]
-            for label, runs in histories.items()}
-
-
 def _alpha_step_runs(histories: Dict[str, List[History]]):
     """(label, History) of every run with an α-step (αVIL's), in order."""
     return [(label, h) for label, runs in histories.items() for h in runs if h.alpha_step]

@@ -5,19 +5,27 @@ from typing import Dict, List
 
 from ..history import History
 from .runs import AuxiliaryEffect
-from .stats import PairedDifference, ablation_records, alpha_step_records
+from .stats import PairedDifference, ablation_records, alpha_step_records, holm
 
 
-def table(summary: Dict[str, dict], scale: float = 100.0, unit: str = "%"):
+def holm_vs_baseline(summary: Dict[str, dict]) -> Dict[str, float]:
+    """{method: Holm-adjusted p of its paired difference from the baseline},
+    the table's comparisons as one family."""
+    return holm({m: PairedDifference.from_dict(s["vs_baseline"]).p_value for m, s in summary.items()
+                 if "vs_baseline" in s})
+
+
+def table(summary: Dict[str, dict], scale: float = 100.0, unit: str = "%", alpha: float = 0.05):
     """A pandas table of a ``summarize`` result: one row per method, with the
     paired difference from the baseline (mean ± 95 % CI half-width in points,
-    then wins/seeds) and whether its interval excludes 0 ("inside CI" is
-    never a win)."""
+    then wins/seeds), its Holm-adjusted p over the table's comparisons, and
+    the verdict of that test ("higher", "lower", or "no difference detected")."""
     import pandas as pd
 
     paired_columns = any("vs_baseline" in s for s in summary.values())
     if paired_columns:
         baseline = next(s["baseline"] for s in summary.values() if "baseline" in s)
+        adjusted = holm_vs_baseline(summary)
     rows = []
     for method, s in summary.items():
         row = {
@@ -28,7 +36,9 @@ def table(summary: Dict[str, dict], scale: float = 100.0, unit: str = "%"):
             paired = s.get("vs_baseline")
             diff = PairedDifference.from_dict(paired) if paired else None
             row[f"Δ vs {baseline} (95 % CI, wins)"] = diff.format(scale) if diff else "—"
-            row["verdict"] = diff.verdict if diff else "—"
+            row["Holm p"] = round(adjusted[method], 4) if diff else "—"
+            row["verdict"] = ("—" if not diff else "no difference detected" if adjusted[method] >= alpha
+                              else "higher" if diff.mean > 0 else "lower")
         row.update({
             f"best dev {unit}": f"{scale * s['dev_mean']:.2f} ± {scale * s['dev_std']:.2f}",
             "best epoch": ", ".join(str(e) for e in s["best_epoch"]),
@@ -66,15 +76,6 @@ def suite_table(tasks):
 
     return pd.DataFrame([{"task": t.name, "outputs": getattr(t.head, "out_features", None), "train": len(t.train),
                           "dev": len(t.dev), "test": len(t.test)} for t in tasks]).set_index("task")
-
-
-def final_weights_table(histories: Dict[str, List[History]], scale: float = 100.0, unit: str = "%"):
-    """One row per (label, seed): every task's final weight and the test metric."""
-    import pandas as pd
-
-    rows = [{"rule": label, "seed": h.seed, **{k: round(w, 2) for k, w in h.task_weights[-1].items()},
-             f"test {unit}": round(scale * h.test, 2)} for label, runs in histories.items() for h in runs]
-    return pd.DataFrame(rows).set_index(["rule", "seed"])
 
 
 def alpha_step_table(histories: Dict[str, List[History]], digits: int = 3):
