@@ -16,6 +16,7 @@ from .data import batches, sample_size, to_device
 from .flat import FlatParameters
 from .methods import TrainingError
 from .models import MultiTaskModel
+from .rows import RowCollator, RowError
 from .tasks import SPLITS, Task
 
 # F.cross_entropy's default ignore_index: a label that marks "no label".
@@ -175,10 +176,15 @@ def check_values(task: Task, split: str, data, classes: Optional[int], out: torc
         bad_label = _first_outside(y, classes)
     else:
         bad_x = bad_y = bad_label = None
+        # Dict rows stacked without a collator must agree in shape, column by column (avil/rows.py).
+        stacked = isinstance(task.collate_fn, RowCollator) and task.collate_fn.collate_fn is None
+        shapes = {}
         for i, item in enumerate(_items(task, split, data)):
             if not _is_pair(item):
                 raise ValueError(f"{name}'s item {i} is {describe(item)}, not an (x, y) pair. "
                                  "Fix: make dataset[i] return (x, y) for every i.")
+            if stacked:
+                check_row_shapes(name, item[0], i, shapes)
             if bad_x is None and _first_non_finite(item[0]) is not None:
                 bad_x = i
             y_i = torch.as_tensor(item[1])
@@ -272,6 +278,8 @@ def _items(task: Task, split: str, data, chunk: int = 1024):
             continue
         try:
             items = getitems(indices)
+        except RowError:
+            raise
         except Exception as err:
             raise _unreadable(task, split, f"{indices[0]}..{indices[-1]}", err) from err
         yield from items
@@ -280,8 +288,23 @@ def _items(task: Task, split: str, data, chunk: int = 1024):
 def _item(task: Task, split: str, data, index: int):
     try:
         return data[index]
+    except RowError:  # names the task, the split, the row and the fix already
+        raise
     except Exception as err:
         raise _unreadable(task, split, index, err) from err
+
+
+def check_row_shapes(name: str, row: dict, index: int, shapes: dict) -> None:
+    """A dict row's columns have the shapes of the split's first row (``shapes``
+    collects them), as stacking them into a batch needs."""
+    for column, value in row.items():
+        shape = tuple(torch.as_tensor(value).shape) if not isinstance(value, str) else None
+        first = shapes.setdefault(column, (shape, index))
+        if first[0] != shape:
+            raise ValueError(
+                f"{name}'s column {column!r} has rows of different shapes ({first[0]} in row {first[1]}, {shape} in "
+                f"row {index}), so they cannot be stacked into a batch. Fix: pass a collator that pads them, e.g. "
+                "Task(collate_fn=transformers.DataCollatorWithPadding(tokenizer)).")
 
 
 def _unreadable(task: Task, split: str, where, err: Exception) -> ValueError:

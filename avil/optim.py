@@ -19,7 +19,6 @@ resumed run continues the schedule where it stopped.
 """
 import contextlib
 import math
-import re
 from typing import Iterable, Set
 
 import torch
@@ -29,19 +28,19 @@ from .config import FitConfig
 
 # Normalisation layers, whose weights are not decayed (transformers' rule).
 NORM_LAYERS = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.LocalResponseNorm, nn.modules.batchnorm._NormBase)
-NOT_DECAYED_NAMES = re.compile(r"bias|layernorm|rmsnorm|(?:^|\.)norm(?:$|\.)|_norm(?:$|\.)")
 
 
 def decayed_parameters(model: nn.Module) -> Set[int]:
     """ids of the parameters AdamW's weight decay applies to: all but biases and
-    the parameters of normalisation layers (by type or by name)."""
+    the parameters of normalisation layers (torch's, or any module whose class
+    name says norm, as transformers' RMSNorm classes do). Names in the module
+    path (a task head called "norm") do not count."""
     decayed = set()
-    for module_name, module in model.named_modules():
-        if isinstance(module, NORM_LAYERS):
+    for module in model.modules():
+        if isinstance(module, NORM_LAYERS) or "norm" in type(module).__name__.lower():
             continue
         for name, param in module.named_parameters(recurse=False):
-            full = f"{module_name}.{name}" if module_name else name
-            if not NOT_DECAYED_NAMES.search(full.lower()):
+            if "bias" not in name.lower():
                 decayed.add(id(param))
     return decayed
 

@@ -15,6 +15,10 @@ import torch
 from torch.utils.data import Dataset
 
 
+class RowError(ValueError):
+    """A row that cannot be read as (x, y); the message names the task, the split, the row and the fix."""
+
+
 class LabelledRows(Dataset):
     """``rows`` (a dataset whose items are dicts) as ``(x, y)`` items: ``y`` the
     ``label_column`` as a tensor, ``x`` a dict of the other columns.
@@ -45,17 +49,17 @@ class LabelledRows(Dataset):
 
     def pair(self, row, index):
         if not isinstance(row, Mapping):
-            raise ValueError(f"{self.where}'s row {index} is a {type(row).__name__}, not a dict of columns, so "
+            raise RowError(f"{self.where}'s row {index} is a {type(row).__name__}, not a dict of columns, so "
                              f"Task(label_column={self.label_column!r}) cannot read it. Fix: pass a dataset of "
                              "dict rows (a datasets.Dataset), or drop label_column for (x, y) items.")
         if self.label_column not in row:
-            raise ValueError(f"{self.where}'s row {index} has no column {self.label_column!r} (its columns: "
+            raise RowError(f"{self.where}'s row {index} has no column {self.label_column!r} (its columns: "
                              f"{list(row)}). Fix: pass Task(label_column=...) naming the label column.")
         label = row[self.label_column]
         try:
             y = torch.as_tensor(label)
         except (TypeError, ValueError, RuntimeError) as err:
-            raise ValueError(f"{self.where}'s label column {self.label_column!r} holds {label!r} in row {index}, "
+            raise RowError(f"{self.where}'s label column {self.label_column!r} holds {label!r} in row {index}, "
                              f"not a number ({err}). Fix: map the labels to class ids, e.g. "
                              f"dataset.class_encode_column({self.label_column!r}).") from err
         return {k: v for k, v in row.items() if k != self.label_column}, y

@@ -138,8 +138,9 @@ def fit(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil"
     every epoch is recorded and checkpointed, and optionally
     ``on_fit_end(history)`` (``avil.callbacks``). With ``config.checkpoint_dir``
     every epoch is checkpointed; ``resume=True`` continues from the last one
-    (and starts afresh when there is none yet), and may change ``epochs``,
-    ``lr`` and ``eval_batch_size`` (recorded in ``History.resumes``). A fresh
+    (and starts afresh when there is none yet), and may change ``epochs``
+    (upwards, and not under a learning-rate schedule or warmup), ``lr`` and
+    ``eval_batch_size`` (recorded in ``History.resumes``). A fresh
     run (``resume=False``) refuses a checkpoint_dir that already holds a
     checkpoint unless ``overwrite=True``, which replaces it at the first
     epoch's save. On CPU a resumed run gives the same History as an
@@ -164,7 +165,7 @@ def fit(encoder: nn.Module, tasks: List[Task], target: str, method: str = "avil"
             if state is not None:
                 history = restore(setup, state, history, directory)
                 if config.load_best_model_at_end:
-                    best.restore(setup.flat, history, directory)
+                    best.restore(setup.flat, history, directory, state.get("best"))
         elif setup.parallel.exists(directory) and not overwrite:
             raise ValueError(
                 f"FitConfig.checkpoint_dir = {str(directory)!r} already holds a checkpoint "
@@ -195,9 +196,11 @@ def train(setup: Setup, history: History, best: BestModel, callbacks: Sequence =
             lambda: tuple(evaluate_checked(setup, split, epoch, directory, history) for split in ("dev", "test")))
         history.record(**result, dev=dev, test=test, seconds=time.perf_counter() - start)
         epochs.set_postfix(dev=f"{dev:.4f}")
+        taken = best.update(setup.flat, history, directory)
         if directory is not None:
-            setup.parallel.save(directory, checkpoint_state(setup, history), setup.assignment)
-        best.update(setup.flat, history, directory, setup.parallel)
+            setup.parallel.save(directory, checkpoint_state(setup, history, best), setup.assignment)
+            if taken:
+                best.write(directory, setup.parallel)
         for callback in callbacks:
             callback.on_epoch_end(history.epochs, history)
     if config.load_best_model_at_end:
@@ -303,8 +306,9 @@ def predict(model: MultiTaskModel, task: Task, split: str, batch_size: int, devi
 
 # -- checkpoints and resume ------------------------------------------------------
 
-def checkpoint_state(setup: Setup, history: History) -> dict:
-    """Everything a resumed run needs, as tensors and plain containers."""
+def checkpoint_state(setup: Setup, history: History, best: BestModel) -> dict:
+    """Everything a resumed run needs, as tensors and plain containers (and
+    which best-model file belongs to it)."""
     return {
         "method_name": setup.method,
         "layout": [[name, list(shape)] for name, shape in setup.flat.layout],
@@ -313,6 +317,7 @@ def checkpoint_state(setup: Setup, history: History) -> dict:
         "method": setup.runner.state_dict(),
         "history": history.to_dict(),
         "rng": checkpoint.rng_state(setup.device),
+        **({"best": best.record()} if best.record() is not None else {}),
     }
 
 

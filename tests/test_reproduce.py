@@ -85,7 +85,8 @@ def verdict(claim, suite, **more):
     """A claim's verdict as ``claims.Verdict.to_dict()`` gives it."""
     return {"claim": claim, "suite": suite, "verdict": "reproduced", "estimate": 0.0333, "ci_low": 0.01,
             "ci_high": 0.0567, "seeds": 3, "wins": 3, "detail": {"test": "paired t"},
-            "statement": f"{claim} holds on {suite}.", **more}
+            "statement": f"{claim} holds on {suite}.", "measure": "avil − uniform", "scale": 100.0, "unit": "points",
+            "correction": "Holm over 1", "wins_meaning": "with avil ahead", **more}
 
 
 def test_start_applies_the_profile_and_prints_where_the_run_writes(tmp_path, monkeypatch, capsys):
@@ -458,7 +459,7 @@ def results_tree(root, files):
 def test_results_markdown_tabulates_the_committed_verdicts(tmp_path):
     root = results_tree(tmp_path, {
         "00_a": {"results": {}, "verdicts": [verdict("C2", "toy", verdict="not reproduced", estimate=-0.2,
-                                                     ci_low=-0.5, ci_high=0.1, seeds=[0, 1, 2], wins=0),
+                                                     ci_low=-0.5, ci_high=0.1, seeds=3, wins=0),
                                              verdict("C1", "toy")]},
         "01_b": {"results": {}},  # written before its notebook stated verdicts
         "02_c": {"results": {}, "verdicts": [verdict("C1", "mnist|x", estimate=None, ci_low=None, ci_high=None,
@@ -469,10 +470,12 @@ def test_results_markdown_tabulates_the_committed_verdicts(tmp_path):
     table = [l for l in lines if l.startswith("|")]
     assert table == ["| claim | suite | notebook | verdict | estimate | 95 % CI | seeds | wins |",
                      "|---|---|---|---|---|---|---|---|",
-                     "| C1 | toy | `00_a` | reproduced | 0.0333 | [0.01, 0.0567] | 3 | 3 |",
-                     "| C1 | mnist\\|x | `02_c` | inconclusive | — | — | 3 | 3 |",
-                     "| C2 | toy | `00_a` | not reproduced | -0.2 | [-0.5, 0.1] | 3 | 0 |"]
-    assert "- **C1, mnist\\|x** (`02_c`): Too few seeds." in lines
+                     "| C1 | toy | `00_a` | reproduced | +3.33 points | [+1.00, +5.67] | 3 | 3/3 |",
+                     "| C1 | mnist\\|x | `02_c` | inconclusive | — | — | — | — |",
+                     "| C2 | toy | `00_a` | not reproduced | -20.00 points | [-50.00, +10.00] | 3 | 0/3 |"]
+    # the sentences are rendered from the numbers, not copied: a changed estimate changes them
+    assert ("- `00_a`: C1 on toy: reproduced (avil − uniform: +3.33 points, 95 % CI [+1.00, +5.67]; 3 of 3 seeds "
+            "with avil ahead; Holm over 1).") in lines
     assert lines[-1] == "No verdicts yet in the committed results of `01_b`." and text.endswith(".\n")
     assert reproduce.results_markdown(results_tree(tmp_path / "none", {"01_b": {}})).splitlines()[-1] == \
         "No verdicts yet in the committed results of `01_b`."

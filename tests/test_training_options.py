@@ -81,6 +81,18 @@ def test_a_missing_best_model_file_is_named_on_resume(tmp_path):
         fit(**PEAKS_EARLY, checkpoint_dir=directory, resume=True)
 
 
+def test_a_best_model_file_of_another_run_is_refused_on_resume(tmp_path):
+    history, _, _ = fit(**PEAKS_EARLY)
+    stop = [StopAfter(history.best_epoch + 1)]
+    for name, lr in (("mine", PEAKS_EARLY["lr"]), ("other", 2 * PEAKS_EARLY["lr"])):
+        with pytest.raises(KeyboardInterrupt):
+            fit(**{**PEAKS_EARLY, "lr": lr}, checkpoint_dir=tmp_path / name, callbacks=stop)
+    # another run's best model, valid on its own: only the digest the checkpoint recorded tells them apart
+    (tmp_path / "mine" / checkpoint.BEST_FILENAME).write_bytes((tmp_path / "other" / checkpoint.BEST_FILENAME).read_bytes())
+    with pytest.raises(checkpoint.CheckpointError, match=r"best.pt is intact but is not the file .* recorded"):
+        fit(**PEAKS_EARLY, checkpoint_dir=tmp_path / "mine", resume=True)
+
+
 # -- schedules, weight decay, clipping -----------------------------------------------------
 
 @pytest.mark.parametrize("kind, warmup", [("linear", 0.1), ("cosine", 0.25), ("constant", 0.3), ("linear", 0.0)])
@@ -142,6 +154,9 @@ def test_weight_decay_skips_biases_and_norm_layers_as_transformers_does():
     assert ours == theirs and "embeddings.word_embeddings.weight" in ours
     net = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.GroupNorm(2, 4))
     assert optim.decayed_parameters(net) == {id(net[0].weight)}  # every normalisation layer, by type
+    model = avil.models.MultiTaskModel(nn.Linear(4, 4), {"norm": nn.Linear(4, 2), "bias_probe": nn.Linear(4, 2)})
+    heads = optim.decayed_parameters(model)  # a task's name is not a parameter's kind
+    assert {id(model.heads["norm"].weight), id(model.heads["bias_probe"].weight)} <= heads
 
 
 def test_adamw_decays_the_weights_it_should_and_no_others():
@@ -364,6 +379,29 @@ def test_string_labels_are_refused_with_the_fix(tokenizer):
     with pytest.raises(ValueError, match=r"label column 'label' holds '[01]' in row 0, not a number.*"
                                          r"class_encode_column"):
         avil.fit(tiny_encoder(tokenizer), [task], "good", "single_task", avil.FitConfig(epochs=1, **QUIET))
+
+
+def test_a_ragged_row_deep_in_a_split_is_refused_before_training(tokenizer):
+    from datasets import Dataset
+
+    rows = {"x": [[1.0, 2.0]] * 40 + [[1.0, 2.0, 3.0]] + [[1.0, 2.0]] * 3, "label": [0, 1] * 22}
+    splits = [Dataset.from_dict(rows) for _ in range(3)]
+    task = avil.Task("t", *splits, head=nn.Linear(2, 2), loss_fn=F.cross_entropy, metric_fn=avil.metrics.accuracy,
+                     label_column="label")
+    with pytest.raises(ValueError, match=r"Task 't': the train split's column 'x' has rows of different shapes "
+                                         r"\(\(2,\) in row 0, \(3,\) in row 40\).*Fix"):
+        avil.fit(Column("x"), [task], "t", "single_task", avil.FitConfig(epochs=1, **QUIET))
+
+
+class Column(nn.Module):
+    """An encoder of dict rows: one column, as it is."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name, self.scale = name, nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return x[self.name].float() * self.scale
 
 
 def test_ragged_rows_without_a_collator_are_refused_with_the_fix(tokenizer):

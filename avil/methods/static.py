@@ -33,6 +33,10 @@ class Static(Method):
         self.task_weights.update({name: float(w) for name, w in weights.items()})
         self.optimizers = {"model": self.make_optimizer(self.model.parameters())}
 
+    def steps_per_epoch(self, key: str) -> int:
+        """One step per slot of an auxiliary that is on (a weight of 0 skips its slots)."""
+        return sum(self.num_batches(len(t.train)) for name, t in self.tasks.items() if self.task_weights[name] > 0)
+
     def train_slot(self, task: str, streams: Dict[str, Iterator[Slot]]) -> Dict[str, torch.Tensor]:
         if self.task_weights[task] == 0:
             next(streams[task])  # drawn and dropped: the other tasks' batches stay as under uniform

@@ -11,8 +11,10 @@ weight stays 1, so only the auxiliaries' weights move.
   or harmful alike.
 - ``multiplicative``: w ← w · α.
 - ``replace``: w ← α (with ``alpha_init="weights"``: α carried over).
-- ``average``: w ← the mean of the task's α over the epochs so far: how much of
-  its update the α-step kept, on average.
+- ``average``: w ← w + (α − w) / e after epoch e (w ← α after the first): a
+  running mean of the task's α, how much of its update the α-step kept, kept
+  inside the bounds at every step (an α below ``weight_min`` enters as the
+  floor).
 - ``contribution``: w ← the mean over the epochs so far of K · c_t / Σ_u c_u,
   where c_t = max(0, L(α with α_t = 0) − L(α)) is the rise of the target's dev
   loss when task t's update is dropped from the chosen merge (the per-delta

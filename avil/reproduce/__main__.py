@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 from .results import MAKE_REPRODUCE_ENV, PROFILES, find_root, make_reproduce_path, results_dir
+from . import prose
+from .claims import Verdict
 from .stats import PairedDifference
 
 
@@ -119,14 +121,14 @@ def results_markdown(root: Path) -> str:
                    "`results/<notebook>/metrics.json` files, which `make reproduce` writes."), ""]
     if rows:
         lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        for claim, notebook, v in rows:
-            no_ci = v["ci_low"] is None and v["ci_high"] is None
-            ci = "—" if no_ci else f"[{_cell(v['ci_low'])}, {_cell(v['ci_high'])}]"
-            cells = [_cell(claim), _cell(v["suite"]), f"`{notebook}`", _cell(v["verdict"]), _cell(v["estimate"]), ci,
-                     _cell(v["seeds"]), _cell(v["wins"])]
+        # Re-rendered from the stored numbers, so the text follows them.
+        verdicts = [Verdict.from_dict(v) for _, _, v in rows]
+        table = prose.verdicts_table(verdicts)
+        for (claim, notebook, _), (_, row), v in zip(rows, table.iterrows(), verdicts):
+            cells = [_cell(row["claim"]), _cell(row["suite"]), f"`{notebook}`", _cell(row["verdict"]),
+                     _cell(row["estimate"]), _cell(row["95 % CI"]), _cell(row["seeds"]), _cell(row["wins"])]
             lines.append("| " + " | ".join(cells) + " |")
-            statement = " ".join(str(v["statement"]).split())  # one line, whatever it held
-            statements.append(f"- **{_cell(claim)}, {_cell(v['suite'])}** (`{notebook}`): {statement}")
+            statements.append(f"- `{notebook}`: {_cell(prose.verdict(v))}")
         lines += ["", *statements, ""]
     if without:
         lines.append(_wrap("No verdicts yet in the committed results of " + ", ".join(f"`{n}`" for n in without)

@@ -14,7 +14,7 @@ rule and its final weights.
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..ranking import DEFAULT_READOUT, READOUTS, auxiliary_scores
-from .ablation import PAPER, RULES, SuiteResult, holm_differences
+from .ablation import ALPHA_STEPS, PAPER, RULES, SuiteResult, holm_differences
 from .claims import Verdict, c2, c2_pooled
 from .stats import holm, paired_difference
 
@@ -80,12 +80,31 @@ def eligible_rules(summary: Dict[str, Dict[str, dict]], alpha: float = 0.05) -> 
     return behind
 
 
+def alpha_step_choice(summary: Dict[str, Dict[str, dict]], alpha: float = 0.05) -> dict:
+    """The α-step variants (``ALPHA_STEPS``) measurably more accurate than the
+    paper's rule's α-step on some suite and measurably less on none (Holm over
+    the variants per suite): the candidates to replace ``FitConfig``'s α-step."""
+    ahead, behind = {v: [] for v in ALPHA_STEPS}, {v: [] for v in ALPHA_STEPS}
+    for suite, column in holm_differences(summary, "vs_paper", labels=list(ALPHA_STEPS)).items():
+        for label, entry in column.items():
+            if entry["holm_p"] < alpha:
+                (ahead if entry["difference"].mean > 0 else behind)[label].append(suite)
+    return {"ahead": ahead, "behind": behind,
+            "better": [label for label in ALPHA_STEPS if ahead[label] and not behind[label]]}
+
+
 def choose(summary: Dict[str, Dict[str, dict]], by_pair: Dict[Tuple[str, str], Dict[str, Verdict]],
            alpha: float = 0.05) -> dict:
     """The default (rule, readout) by the rule of this module's docstring, with
-    every comparison behind it."""
+    every comparison behind it, and the α-step variants that would replace
+    ``FitConfig``'s (``alpha_step_choice``). Without synthetic suites the
+    paper's reading stays."""
     behind = eligible_rules(summary, alpha)
+    steps = alpha_step_choice(summary, alpha)
     reference = {name: v.estimate for name, v in by_pair[REFERENCE].items() if is_synthetic(name)}
+    if len(reference) < 2:
+        return {"rule": REFERENCE[0], "readout": REFERENCE[1], "behind_paper": behind, "comparisons": {},
+                "alpha_step": steps, "why": "fewer than two synthetic suites: nothing to compare over"}
     comparisons = {}
     for (rule, readout), by_suite in by_pair.items():
         if (rule, readout) == REFERENCE or behind[rule]:
@@ -95,7 +114,7 @@ def choose(summary: Dict[str, Dict[str, dict]], by_pair: Dict[Tuple[str, str], D
     adjusted = holm({f"{r} / {o}": d.p_value for (r, o), d in comparisons.items()})
     better = [(pair, d) for pair, d in comparisons.items() if adjusted[f"{pair[0]} / {pair[1]}"] < alpha and d.mean > 0]
     chosen = max(better, key=lambda item: item[1].mean)[0] if better else REFERENCE
-    return {"rule": chosen[0], "readout": chosen[1], "behind_paper": behind,
+    return {"rule": chosen[0], "readout": chosen[1], "behind_paper": behind, "alpha_step": steps,
             "comparisons": {f"{r} / {o}": {**d.to_dict(), "holm_p": adjusted[f"{r} / {o}"]}
                             for (r, o), d in comparisons.items()}}
 
@@ -157,6 +176,6 @@ def role_ranks(results: Dict[str, SuiteResult], rule: str, readout: str):
             read = rankdata([-scores[a] for a in auxiliaries])
             rows += [{"role": a, "suite": name, "measured rank": m, "readout rank": r}
                      for a, m, r in zip(auxiliaries, measured, read)]
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=["role", "suite", "measured rank", "readout rank"])
     return frame.groupby("role")[["measured rank", "readout rank"]].mean().round(2).assign(
         suites=frame.groupby("role")["suite"].nunique())

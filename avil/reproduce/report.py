@@ -73,25 +73,33 @@ def final_weights(runs: Sequence[History], names: Optional[Sequence[str]] = None
     return "Final task weights (range over seeds): " + ", ".join(parts) + "."
 
 
-def target_weight(runs: Sequence[History], pinned: Sequence[History], lr: float) -> str:
-    """Under SGD a task's weight scales its step: what the target's own weight
-    did, and the pinned-target variant beside it."""
+def target_weight(runs: Sequence[History], pinned: Sequence[History]) -> str:
+    """What the target's own weight did to its task passes, and the
+    pinned-target variant beside it. Under SGD a task's weight scales its
+    step; under Adam it barely changes one (Adam divides a constant loss scale
+    out), which the sentence says instead."""
     target, floor = runs[0].target, runs[0].config["weight_min"]
-    final = [h.task_weights[-1][target] for h in runs]
-    low, high = min(final), max(final)
+    # the weight the last epoch's passes used: the one after the epoch before (1 before any)
+    used = [h.task_weights[-2][target] if h.epochs > 1 else 1.0 for h in runs]
+    lr = [h.lr[-1][target] if h.lr else h.config["lr"] for h in runs]
     on_floor = sum(1 for h in runs for w in h.task_weights if w[target] <= floor)
-    text = (f"The target's own weight ends at {low:.2f}" + (f"–{high:.2f}" if high > low else "")
-            + f" over seeds and sits on the floor (`weight_min` = {floor:g}) in {on_floor} of "
-            f"{sum(h.epochs for h in runs)} epochs. Under SGD the weight multiplies the target's loss: its last "
-            f"epoch's passes trained at an effective learning rate of {lr * low:.4g}"
-            + (f"–{lr * high:.4g}" if high > low else "") + f" against the configured {lr:g}. ")
-    if high < 1:
-        text += ("The α-step kept less than the target's whole update, and the rule turned that into a lower "
-                 "learning rate for the target: a line search on its step, not a verdict that the target is "
-                 "useless to itself. ")
-    elif low > 1:
-        text += ("The α-step kept more than the target's whole update, and the rule turned that into a higher "
-                 "learning rate for the target. ")
+    low, high = min(used), max(used)
+    text = (f"The target's own weight sits on the floor (`weight_min` = {floor:g}) after {on_floor} of "
+            f"{sum(h.epochs for h in runs)} epochs; its last epoch's passes ran with weight {low:.2f}"
+            + (f"–{high:.2f}" if high > low else "") + " over seeds. ")
+    if runs[0].config["optimizer"] == "sgd":
+        effective = [w * rate for w, rate in zip(used, lr)]
+        text += (f"Under SGD that weight multiplies the target's step: an effective learning rate of "
+                 f"{min(effective):.3g}" + (f"–{max(effective):.3g}" if max(effective) > min(effective) else "")
+                 + f" against the schedule's {min(lr):.3g}. ")
+        if high < 1:
+            text += ("The α-step kept less than the target's whole update, and the rule turned that into a lower "
+                     "learning rate for the target: a line search on its step, not a verdict that the target is "
+                     "useless to itself. ")
+        elif low > 1:
+            text += "The α-step kept more than the target's whole update, and the rule raised its learning rate. "
+    else:
+        text += f"Under {runs[0].config['optimizer']} a constant loss scale barely changes a task pass. "
     if pinned:
         d = paired_difference([h.test for h in pinned], [h.test for h in runs])
         text += "With the target's weight pinned at 1 (`pin_target_weight=True`): " + capitalised(prose.difference(
@@ -106,13 +114,15 @@ def capitalised(sentence: str) -> str:
 
 
 def static(search, avil_runs: Sequence[History]) -> str:
-    """What the static-weight search chose, what it cost, and αVIL beside it."""
+    """What the static-weight search chose, what it cost, and αVIL beside it
+    (paired per seed, as ``search.c3_of`` pairs them)."""
     seeds = [h.seed for h in avil_runs]
     chosen = "; ".join(f"seed {s}: " + ", ".join(f"`{a}` {w:g}" for a, w in search.chosen[s].items())
                        for s in seeds)
     avil_seconds = statistics.fmean(sum(h.epoch_seconds) for h in avil_runs)
     search_seconds = statistics.fmean(search.seconds(s) for s in seeds)
-    d = paired_difference([h.test for h in avil_runs], [h.test for h in search.best])
+    best = {h.seed: h.test for h in search.best}
+    d = paired_difference([h.test for h in avil_runs], [best[h.seed] for h in avil_runs])
     return (f"The search trained {search.runs_per_seed:g} full runs per seed (grid "
             f"{', '.join(f'{g:g}' for g in search.grid)}) and chose {chosen}. It took {search_seconds:.0f} s per "
             f"seed, against {avil_seconds:.0f} s for one αVIL run ({search_seconds / avil_seconds:.1f}×). "

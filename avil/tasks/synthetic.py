@@ -74,6 +74,10 @@ def make_suite(suite_seed: int, n_dev: int = 300, n_test: int = 1000, scale: flo
     n_aux = {name: integer(400, 1500) for name in roles}
     rule = torch.randn(dim, classes, generator=draw)  # (D, C): the target's labelling
     unrelated = torch.randn(dim, classes, generator=draw)  # (D, C)
+    # Each class direction of the partial rule lies at `angle` from the target's: the unrelated
+    # direction is made orthogonal to it and of its length, then the two are mixed.
+    unrelated -= (unrelated * rule).sum(0) / (rule * rule).sum(0) * rule
+    unrelated *= rule.norm(dim=0) / unrelated.norm(dim=0)
     angle = float(torch.empty(1).uniform_(45, 75, generator=draw)) * torch.pi / 180
     partial = torch.cos(torch.tensor(angle)) * rule + torch.sin(torch.tensor(angle)) * unrelated  # (D, C)
     directions = torch.randn(dim, 2, generator=draw)  # (D, 2): the regression's
