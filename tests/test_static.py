@@ -71,3 +71,20 @@ def test_the_search_reuses_the_uniform_runs_it_is_given():
                            start={0: uniform[0]})
     assert search.runs[0][0][1] is uniform[0] and search.runs_per_seed == 2
     assert search.seconds(0) == sum(sum(h.epoch_seconds) for _, h in search.runs[0])
+
+
+def test_a_schedule_counts_only_the_steps_static_takes(monkeypatch):
+    from avil import optim
+
+    rates = []
+    step = optim.Stepper.step
+
+    def spy(self):
+        rates.append(self.lr)
+        step(self)
+
+    monkeypatch.setattr(optim.Stepper, "step", spy)
+    h = fit("static", static_weights={"same_rule": 0.0, "noise": 0.0, "harmful": 0.0}, lr_scheduler_type="linear")
+    per_epoch = len(rates) // 2  # the target's steps only
+    assert [rates[per_epoch - 1], rates[-1]] == pytest.approx([e["model"] for e in h.lr])
+    assert rates[-1] > 0  # the schedule ends at the run's last step, not at the skipped slots'
