@@ -513,3 +513,26 @@ def test_the_readmes_results_section_is_generated_from_the_committed_results(cap
     assert section == reproduce.results_markdown(root), "Fix: python -m avil.reproduce --summary --write"
     assert make_reproduce.main(["--summary"]) == 0
     assert capsys.readouterr().out == section
+
+
+def test_a_changed_number_in_a_results_file_changes_the_rendered_verdict_and_sentence(tmp_path):
+    """The claims' verdicts and the README's sentences are rendered from the
+    numbers: change one test metric behind C1 and both follow."""
+    from avil.history import History
+
+    def runs(tests):
+        return [History(method="m", target="t", tasks=["t"], seed=s, test=v, dev=[v], task_weights=[{"t": 1.0}],
+                        best_epoch=1) for s, v in enumerate(tests)]
+
+    histories = {"avil": runs([0.90, 0.91, 0.92]), "single_task": runs([0.80, 0.81, 0.815]),
+                 "uniform": runs([0.70, 0.715, 0.72])}
+    data = {"verdicts": [reproduce.c1("toy", histories).to_dict()]}
+    root = results_tree(tmp_path / "a", {"00_a": data})
+    before = reproduce.results_markdown(root)
+    assert "| C1 | toy | `00_a` | reproduced |" in before
+    # uniform's seed-2 result raised above αVIL's: the rule now says otherwise, and so does the text
+    histories["uniform"] = runs([0.95, 0.96, 0.97])
+    data = {"verdicts": [reproduce.c1("toy", histories).to_dict()]}
+    after = reproduce.results_markdown(results_tree(tmp_path / "b", {"00_a": data}))
+    assert "| C1 | toy | `00_a` | not reproduced |" in after
+    assert [l for l in before.splitlines() if l.startswith("- ")] != [l for l in after.splitlines() if l.startswith("- ")]

@@ -220,7 +220,7 @@ def test_only_make_reproduce_at_default_with_the_committed_parameters_writes_met
     monkeypatch.setenv("AVIL_RESULTS_DIR", str(tmp_path))
     committed = {k: v for k, v in results.committed_parameters("00_quickstart").items() if k != "PROFILE"}
     assert committed == {"SEEDS": None, "EPOCHS": None, "METHODS": ["single_task", "uniform", "gcs", "diw", "avil"],
-                         "STATIC_GRID": [0.0, 1.0], "DEVICE": "cpu"}  # the notebook's parameters cell, as committed
+                         "STATIC_GRID": [0.0, 0.5, 1.0, 2.0], "DEVICE": "cpu"}  # the notebook's parameters cell, as committed
     metrics = tmp_path / "00_quickstart" / "metrics.json"
 
     def path(profile="default", by_make_reproduce=True, **changed):
