@@ -124,3 +124,12 @@ def assert_ablation_makes_sense(metrics):
             assert s["baseline"] == "single_task" and s["vs_baseline"]["seeds"] == len(s["test"]), (suite, label)
     toy_single = [h["test"] for h in metrics["histories"]["toy"]["single_task"]]
     assert min(toy_single) > 0.25 + 0.2, toy_single  # the toy target beats chance (4 classes)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_committed_results_file_holds_its_notebooks_verdicts(path):
+    committed = path.parents[1] / "results" / path.stem / "metrics.json"
+    metrics = json.loads(committed.read_text())
+    assert metrics["profile"] == "default" and metrics["parameters"] == {
+        k: v for k, v in reproduce.committed_parameters(path.stem).items() if k != "PROFILE"}
+    assert {v["claim"] for v in metrics["verdicts"]} == {"C1", "C2", "C3"}, metrics["verdicts"]
