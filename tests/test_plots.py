@@ -122,7 +122,8 @@ def test_every_figure_has_a_legend_and_draws_what_it_says(drawn, name):
 def test_axis_labels_carry_units(drawn):
     assert drawn["plot_dev"].axes[0].get_ylabel() == "target dev accuracy (%)"
     ylabels = {ax.get_ylabel() for ax in drawn["plot_alpha_step"].axes}
-    assert ylabels == {"target dev loss (cross-entropy)", "evaluations per α-step", "seconds", "α on a bound (count)"}
+    assert ylabels == {"target dev loss (cross-entropy)", "dev-loss evaluations per α-step", "wall time (s)",
+                       "α on a bound (count of K = 4)"}  # K: the run's number of α, one per task
     assert {ax.get_xlabel() for ax in drawn["plot_paired_differences"].axes} == {"test − single_task (points)"}
 
 
@@ -132,7 +133,7 @@ def test_plot_dev_legend_follows_the_dict_and_states_the_mean():
     fig = reproduce.plot_dev({m: histories[m] for m in order})
     legend = fig.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == order
-    assert legend.get_title().get_text() == "mean over 3 seeds"
+    assert legend.get_title().get_text() == "mean over 3 seeds\nband: min–max over seeds"
     line = fig.axes[0].get_lines()[order.index("avil")]
     expected = 100 * torch.tensor([h.dev for h in histories["avil"]]).mean(0)
     assert torch.allclose(torch.tensor(line.get_ydata(), dtype=torch.float32), expected)
@@ -144,8 +145,9 @@ def test_plot_weights_draws_a_panel_per_method_quantity_and_task_with_each_seed(
     fig = reproduce.plot_weights(histories)
     # single_task and uniform have no weights that vary: no row; diw has weights, avil weights and α
     rows = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
-    assert rows == ["diw:\ntask weight\n(loss scale)", "avil:\ntask weight\n(loss scale)", "avil:\nα",
-                    "avil (α carried over):\ntask weight\n(loss scale)", "avil (α carried over):\nα"]
+    # a method without an α-step records weights of its own kind: the label claims no loss scale for them
+    assert rows == ["diw:\ntask weight", "avil:\ntask weight\n(loss scale)", "avil:\nα\n(mixing weight)",
+                    "avil (α carried\nover):\ntask weight\n(loss scale)", "avil (α carried\nover):\nα\n(mixing weight)"]
     assert len(fig.axes) == 5 * len(TASKS)
     assert [ax.get_title() for ax in fig.axes[:len(TASKS)]] == TASKS
     alpha_noise = fig.axes[2 * len(TASKS) + TASKS.index("noise")]  # avil's α row, the noise column
@@ -175,7 +177,7 @@ def test_plot_weights_and_alpha_step_return_none_without_data():
 def test_plot_final_weights_states_bars_error_bars_and_dots(drawn):
     fig = drawn["plot_final_weights"]
     entries = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
-    assert {"bar: mean over 3 seeds", "error bar: ± 1 standard deviation over seeds", "dot: one seed"} <= set(entries)
+    assert {"bar: mean over 3 seeds", "error bar: min to max over seeds", "dot: one seed"} <= set(entries)
     assert set(TASKS) <= set(entries)
 
 
