@@ -219,7 +219,8 @@ def plot_weights(histories: Dict[str, List[History]], title: str = "",
     drop_constant_rows: leave out rows where every curve is constant (e.g.
         pinned weights), naming them under the title; otherwise such panels
         say "constant at ...".
-    Returns the figure, or None if no method has weights that vary or α."""
+    Returns the figure, or None if no method has weights that vary or α (or
+    every such row is constant and dropped)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
@@ -331,7 +332,8 @@ def plot_alpha_step(histories: Dict[str, List[History]], title: str = "", loss: 
             _seeds_and_mean(ax, series, color)
         method_handles.append(Line2D([], [], color=color, **MEAN_LINE, label=method))
     ax_loss.set_title("target dev loss at the chosen α (solid) and at α_init (dotted)\n"
-                      f"α_init: the α the solver starts from{start}\nsolid below dotted: the α-step lowered the loss",
+                      f"α_init: the α the solver starts from{start}\n"
+                      "solid below dotted: the α-step lowered the loss",
                       fontsize=9.5)
     ax_loss.set_ylabel(f"target dev loss ({loss})")
     low = min(float(s.min()) for s in losses)
