@@ -283,7 +283,8 @@ def plot_weights(histories: Dict[str, List[History]], title: str = "",
     suptitle = (title or "task weights and α per epoch") + "\n(higher: the task counts more in training)"
     if dropped:
         names = ", ".join(f"{m} ({'α' if f == 'alphas' else 'task weights'})" for m, f in dropped)
-        suptitle += f"\nnot drawn, every curve constant: {names}"
+        suptitle += "\n" + textwrap.fill(f"not drawn, every curve constant: {names}",
+                                         int(11 * fig.get_figwidth()))  # about 11 characters an inch
     fig.suptitle(suptitle, fontsize=11)
     return fig
 
