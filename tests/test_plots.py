@@ -251,7 +251,7 @@ def test_plot_weights_keeps_float_noise_flat_and_names_constant_panels():
     fig = reproduce.plot_weights({"diw": [history("diw", s, weights_of=near_one) for s in (0, 1)]},
                                  weight_labels={"diw": "mean example weight"})
     low, high = fig.axes[0].get_ylim()
-    assert high - low >= reproduce.plots.MIN_SPAN
+    assert high - low >= reproduce.weight_plots.MIN_SPAN
     assert fig.axes[0].get_ylabel() == "diw:\nmean example weight"
     notes = [t.get_text() for t in fig.axes[0].texts]
     assert notes == ["constant at 1\nin every seed and epoch"]  # the target's panel says so ...
