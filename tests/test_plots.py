@@ -17,21 +17,25 @@ from avil import reproduce  # noqa: E402
 TASKS = ["target", "helpful", "noise", "harmful"]
 
 
-def history(method, seed, epochs=6, tasks=TASKS, alphas=False, step=False, flat=False):
+def history(method, seed, epochs=6, tasks=TASKS, alphas=False, step=False, flat=False, weights_of=None, config=None):
     """A History of ``epochs`` epochs with seeded, plausible values: weights
-    in [0, 4] that differ between tasks (all 1.0 with ``flat``), α where
-    ``alphas``, an α-step record where ``step``."""
+    in [0, 4] that differ between tasks (all 1.0 with ``flat``; ``weights_of``
+    (epoch, seed) -> {task: weight} where given), α where ``alphas`` (half
+    the random weights, whatever ``weights_of`` gives), an
+    α-step record where ``step``, ``config`` as the run's recorded config."""
     g = torch.Generator().manual_seed(1000 * seed + len(method))
-    h = avil.History(method=method, target=tasks[0], tasks=list(tasks), seed=seed)
+    h = avil.History(method=method, target=tasks[0], tasks=list(tasks), seed=seed, config=dict(config or {}))
     for epoch in range(epochs):
         values = (4 * torch.rand(len(tasks), generator=g)).tolist()
         weights = {t: 1.0 if flat else w for t, w in zip(tasks, values)}
+        if weights_of:
+            weights = weights_of(epoch, seed)
         dev = 0.6 + 0.05 * epoch + 0.02 * float(torch.rand(1, generator=g))
         noise = torch.rand(3, generator=g).tolist()
         record = {"loss_init": 0.7 - 0.02 * epoch + 0.05 * noise[0], "loss_final": 0.6 - 0.02 * epoch - 0.05 * noise[1],
                   "iterations": 3 + epoch, "evaluations": 5 + epoch + int(6 * noise[2]),
                   "on_bound": tasks[:int(3 * noise[2])], "converged": True, "seconds": 1.0 + noise[0]}
-        h.record(task_weights=weights, alphas={t: w / 2 for t, w in weights.items()} if alphas else {},
+        h.record(task_weights=weights, alphas={t: w / 2 for t, w in zip(tasks, values)} if alphas else {},
                  train_loss={t: 0.5 for t in tasks}, dev=dev, test=dev, seconds=10.0,
                  alpha_step=record if step else None)
     return h
@@ -122,7 +126,8 @@ def test_every_figure_has_a_legend_and_draws_what_it_says(drawn, name):
 def test_axis_labels_carry_units(drawn):
     assert drawn["plot_dev"].axes[0].get_ylabel() == "target dev accuracy (%)"
     ylabels = {ax.get_ylabel() for ax in drawn["plot_alpha_step"].axes}
-    assert ylabels == {"target dev loss (cross-entropy)", "evaluations per α-step", "seconds", "α on a bound (count)"}
+    assert ylabels == {"target dev loss (cross-entropy)", "dev-loss evaluations per α-step", "wall time (s)",
+                       "α on a bound (count of K = 4)"}  # K: the run's number of α, one per task
     assert {ax.get_xlabel() for ax in drawn["plot_paired_differences"].axes} == {"test − single_task (points)"}
 
 
@@ -132,7 +137,7 @@ def test_plot_dev_legend_follows_the_dict_and_states_the_mean():
     fig = reproduce.plot_dev({m: histories[m] for m in order})
     legend = fig.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == order
-    assert legend.get_title().get_text() == "mean over 3 seeds"
+    assert legend.get_title().get_text() == "mean over 3 seeds\nband: min–max over seeds"
     line = fig.axes[0].get_lines()[order.index("avil")]
     expected = 100 * torch.tensor([h.dev for h in histories["avil"]]).mean(0)
     assert torch.allclose(torch.tensor(line.get_ydata(), dtype=torch.float32), expected)
@@ -144,8 +149,10 @@ def test_plot_weights_draws_a_panel_per_method_quantity_and_task_with_each_seed(
     fig = reproduce.plot_weights(histories)
     # single_task and uniform have no weights that vary: no row; diw has weights, avil weights and α
     rows = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
-    assert rows == ["diw:\ntask weight\n(loss scale)", "avil:\ntask weight\n(loss scale)", "avil:\nα",
-                    "avil (α carried over):\ntask weight\n(loss scale)", "avil (α carried over):\nα"]
+    # a method without an α-step records weights of its own kind: the label claims no loss scale for them
+    assert rows == ["diw:\ntask weight", "avil:\ntask weight\n(loss scale)", "avil:\nα\n(mixing weight)",
+                    "avil (α carried\nover):\ntask weight\n(loss scale)",
+                    "avil (α carried\nover):\nα\n(mixing weight)"]  # long labels wrapped
     assert len(fig.axes) == 5 * len(TASKS)
     assert [ax.get_title() for ax in fig.axes[:len(TASKS)]] == TASKS
     alpha_noise = fig.axes[2 * len(TASKS) + TASKS.index("noise")]  # avil's α row, the noise column
@@ -175,7 +182,7 @@ def test_plot_weights_and_alpha_step_return_none_without_data():
 def test_plot_final_weights_states_bars_error_bars_and_dots(drawn):
     fig = drawn["plot_final_weights"]
     entries = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
-    assert {"bar: mean over 3 seeds", "error bar: ± 1 standard deviation over seeds", "dot: one seed"} <= set(entries)
+    assert {"bar: mean over 3 seeds", "error bar: min to max over seeds", "dot: one seed"} <= set(entries)
     assert set(TASKS) <= set(entries)
 
 
@@ -210,3 +217,121 @@ def test_paired_differences_draw_the_mean_its_interval_and_each_seed():
 def test_paired_differences_refuse_empty_columns():
     with pytest.raises(ValueError, match="columns is empty"):
         reproduce.plot_paired_differences({"toy": {}})
+
+
+BOUNDS = {"weight_min": 0.05, "weight_max": 4.0, "alpha_min": 0.0, "alpha_max": 4.0}
+
+
+def bound_lines(ax):
+    """The y values of the bound lines drawn on ``ax`` (thin dashed grey, BOUND_LINE)."""
+    return sorted(line.get_ydata()[0] for line in ax.get_lines() if line.get_color() == "0.45")
+
+
+def test_plot_weights_draws_the_bounds_only_of_the_method_they_hold_for():
+    histories = {"diw": [history("diw", s, config=BOUNDS) for s in (0, 1)],  # same config keys, but no α-step
+                 "avil": [history("avil", s, alphas=True, step=True, config=BOUNDS) for s in (0, 1)]}
+    fig = reproduce.plot_weights(histories)
+    diw_row, weight_row, alpha_row = (fig.axes[r * len(TASKS):(r + 1) * len(TASKS)] for r in range(3))
+    assert all(bound_lines(ax) == [] for ax in diw_row)  # diw's weights are not clipped to [weight_min, weight_max]
+    assert all(bound_lines(ax) == [0.05, 4.0] for ax in weight_row)
+    # α here stays in [0, 2]: alpha_max = 4 is not drawn, so that it does not squeeze α's row
+    assert all(bound_lines(ax) == [0.0] for ax in alpha_row)
+    entries = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "bound (weights in [0.05, 4]; α in [0, 4])" in entries  # named once, with the values
+    plt.close(fig)
+    fig = reproduce.plot_weights(histories, show_bounds=False)
+    assert not any(bound_lines(ax) for ax in fig.axes)
+    plt.close(fig)
+
+
+def test_plot_weights_keeps_float_noise_flat_and_names_constant_panels():
+    def near_one(epoch, seed):  # weights 1 ± 0.005, as diw's KMM weights on the toy suite; target exactly 1
+        return {t: 1.0 if t == "target" else 1.0 + 0.005 * ((epoch + seed + i) % 3 - 1) for i, t in enumerate(TASKS)}
+
+    fig = reproduce.plot_weights({"diw": [history("diw", s, weights_of=near_one) for s in (0, 1)]},
+                                 weight_labels={"diw": "mean example weight"})
+    low, high = fig.axes[0].get_ylim()
+    assert high - low >= reproduce.weight_plots.MIN_SPAN
+    assert fig.axes[0].get_ylabel() == "diw:\nmean example weight"
+    notes = [t.get_text() for t in fig.axes[0].texts]
+    assert notes == ["constant at 1\nin every seed and epoch"]  # the target's panel says so ...
+    assert not fig.axes[1].texts  # ... a panel whose weights move does not
+    plt.close(fig)
+
+
+def test_plot_weights_drops_rows_where_every_curve_is_constant_only_when_asked():
+    def pinned(epoch, seed):  # the target pinned at 1, every auxiliary on the floor
+        return {t: 1.0 if t == "target" else 0.05 for t in TASKS}
+
+    runs = [history("avil", s, alphas=True, step=True, weights_of=pinned, config=BOUNDS) for s in (0, 1)]
+    fig = reproduce.plot_weights({"avil": runs})
+    assert len(fig.axes) == 2 * len(TASKS)
+    assert [t.get_text() for t in fig.axes[1].texts] == ["constant at 0.05 (= weight_min)\nin every seed and epoch"]
+    plt.close(fig)
+    fig = reproduce.plot_weights({"avil": runs}, drop_constant_rows=True)
+    assert len(fig.axes) == len(TASKS)  # only α's row is left
+    assert fig.axes[0].get_ylabel() == "avil:\nα\n(mixing weight)"
+    assert "not drawn, every curve constant: avil (task weights)" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_plot_dev_fits_later_epochs_names_what_it_leaves_off_and_bands_the_seeds():
+    histories = suite()
+    for runs in histories.values():  # a first epoch far below the rest, as MultiMNIST's
+        for h in runs:
+            h.dev[0] = 0.2
+    fig = reproduce.plot_dev(histories)
+    ax = fig.axes[0]
+    later = 100 * torch.tensor([h.dev[1:] for runs in histories.values() for h in runs])
+    low, high = ax.get_ylim()
+    assert 20.0 < low <= float(later.min()) and high >= float(later.max())
+    assert any("off the axis: epoch 1 (means 20.0–20.0 %)" in t.get_text() for t in ax.texts)
+    band = ax.collections[list(histories).index("avil")].get_paths()[0].vertices[:, 1]  # min–max polygon
+    dev = 100 * torch.tensor([h.dev for h in histories["avil"]])  # (seeds, epochs)
+    assert float(band.min()) == pytest.approx(float(dev.min())) and float(band.max()) == pytest.approx(float(dev.max()))
+    styles = {(line.get_linestyle(), line.get_marker()) for line in ax.get_lines()}
+    assert len(styles) == len(histories)  # no two lines differ by colour alone
+    plt.close(fig)
+    fig = reproduce.plot_dev(histories, zoom_from_epoch=None)
+    assert fig.axes[0].get_ylim()[0] < 20.0 and not fig.axes[0].texts
+    plt.close(fig)
+
+
+def test_plot_alpha_step_counts_bounds_out_of_k():
+    fig = reproduce.plot_alpha_step({"avil": [history("avil", s, alphas=True, step=True, config=BOUNDS)
+                                              for s in (0, 1)]})
+    ax_bound = fig.axes[3]
+    assert ax_bound.get_ylim() == pytest.approx((-0.3, len(TASKS) + 0.3))  # 0 to K, K = one α per task
+    assert "bound of [0, 4]" in ax_bound.get_title()
+    assert "α_init: the α the solver starts from" in fig.axes[0].get_title()
+    plt.close(fig)
+
+
+def test_plot_final_weights_error_bars_span_the_seeds_and_stay_above_the_floor():
+    def final(epoch, seed):  # two seeds on the floor, one far above: ± 1 std would reach below 0
+        return {t: 1.0 if t == "target" else 0.05 if seed < 2 or t != "noise" else 1.5 for t in TASKS}
+
+    runs = [history("avil", s, alphas=True, step=True, weights_of=final, config=BOUNDS) for s in (0, 1, 2)]
+    fig = reproduce.plot_final_weights({"avil": runs})
+    ax_bar, ax_line = fig.axes[0], fig.axes[1]
+    bars = [c for c in ax_bar.collections if c.__class__.__name__ == "LineCollection"][0].get_segments()
+    noise = bars[TASKS.index("noise")]
+    assert sorted(y for _, y in noise) == pytest.approx([0.05, 1.5])  # min to max over seeds
+    assert min(y for segment in bars for _, y in segment) >= 0.05 - 1e-6
+    assert bound_lines(ax_bar) == [0.05] and bound_lines(ax_line)[0] == 0.05  # the floor, drawn
+    colours = {p.get_facecolor()[:3] for p in ax_bar.patches}
+    assert len(colours) == len(TASKS)  # one colour per task by default
+    plt.close(fig)
+
+
+def test_plot_final_weights_orders_bars_by_measured_effect_and_names_each_class():
+    runs = [history("avil", s, alphas=True, step=True, config=BOUNDS) for s in (0, 1, 2)]
+    effects = {"helpful": reproduce.paired_difference([0.90, 0.91, 0.92], [0.80, 0.80, 0.81]),
+               "noise": reproduce.paired_difference([0.80, 0.82, 0.79], [0.80, 0.80, 0.81]),
+               "harmful": reproduce.paired_difference([0.60, 0.61, 0.62], [0.80, 0.80, 0.81])}
+    fig = reproduce.plot_final_weights({"avil": runs}, effects=effects)
+    ax_bar = fig.axes[0]
+    assert [t.get_text() for t in ax_bar.get_xticklabels()] == ["target", "helpful", "noise", "harmful"]
+    assert [t.get_text().split("\n")[0] for t in ax_bar.texts] == ["target", "helpful", "no effect", "harmful"]
+    assert ax_bar.texts[1].get_text() == f"helpful\n{100 * effects['helpful'].mean:+.1f}"
+    plt.close(fig)

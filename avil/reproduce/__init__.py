@@ -4,7 +4,8 @@
   processes (``compare``, ``run_all``, ``auxiliary_effects``);
 - ``stats``: paired differences and their t-intervals, ``summarize``, and the
   per-run records of the α-step and of the final weights' ranking;
-- ``tables`` and ``plots``: what the notebooks show;
+- ``tables``, ``plots`` and ``weight_plots``: what the notebooks show (the
+  figures of task weights in ``weight_plots``);
 - ``results``: profiles, where a run's results go (only ``make reproduce``
   writes ``metrics.json``; other runs ``runs/<profile>-<hash>.json``),
   provenance, and a notebook's first and last calls (``start``, ``finish``);
@@ -21,7 +22,7 @@ A notebook calls them through this package: ``reproduce.compare(...)``.
 """
 from . import claims, prose
 from .claims import Verdict, c1, c2, c2_pooled, c3, not_measured
-from .plots import plot_alpha_step, plot_dev, plot_final_weights, plot_paired_differences, plot_weights
+from .plots import plot_alpha_step, plot_dev, plot_paired_differences
 from .results import (MAKE_REPRODUCE_ENV, PROFILES, NotebookRun, Stopwatch, active_profile, committed_parameters,
                       find_root, finish, jsonable, make_reproduce_path, metrics_path, provenance, results_dir,
                       results_path, runs_path, start, write_metrics)
@@ -30,6 +31,7 @@ from .runs import AuxiliaryEffect, CompareError, Run, auxiliary_effects, compare
 from .stats import (PairedDifference, ablation_records, alpha_step_cost, alpha_step_records, holm, mean_std,
                     minimum_detectable_effect, paired_difference, summarize)
 from .tables import ablation_table, alpha_step_table, effects_table, suite_table, table
+from .weight_plots import plot_final_weights, plot_weights
 
 # make reproduce's functions live in __main__.py and are imported on first use:
 # importing that module here would make `python -m avil.reproduce` find it

@@ -1,14 +1,17 @@
-"""The notebooks' figures: the dev metric per epoch, task weights and α per
-epoch as small multiples, the α-step's solve, the final weights, and paired
-differences per suite.
+"""The notebooks' figures of runs and comparisons: the dev metric per epoch,
+the α-step's solve and paired differences per suite, and the style and
+helpers every figure shares (the weight figures are in ``weight_plots``).
 
-Every figure labels its axes with units, has a legend, and says on the figure
-what its lines, bars and dots are (docs/design.md §6, "Figures"):
-per-seed values are drawn as thin lines or dots beside their mean, never as a
-band whose meaning a reader has to guess.
+Every figure labels its axes with units, has a legend outside the data, and
+says on the figure what its lines, bars, bands and dots are (docs/design.md
+§6, "Figures"): per-seed values are drawn as thin lines or dots beside their
+mean, or as a min–max band the legend names; error bars span the seeds' min
+to max, so they never leave the range the values can take. Where a run's
+config holds the bounds its values are kept in (αVIL's weight_min/weight_max
+and alpha_min/alpha_max), they are drawn as thin dashed grey lines.
 """
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -16,9 +19,15 @@ from ..history import History
 
 SEED_LINE = {"lw": 0.8, "alpha": 0.45}  # one seed
 MEAN_LINE = {"lw": 2.2}  # mean over seeds
-GREY_STYLES = ["-", "--", ":", "-."]  # plot_final_weights' tasks without a colour of their own
+BAND = {"alpha": 0.13, "lw": 0}  # min–max over seeds
+BOUND_LINE = {"color": "0.45", "ls": (0, (4, 3)), "lw": 0.9, "zorder": 1.5}  # a bound of the values
+DEV_STYLES = ["-", "--", "-.", ":"]  # plot_dev: lines of similar colour still differ by style ...
+DEV_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]  # ... and by marker
+# Okabe & Ito's colour-blind-safe palette (black left out: it is the error bars' and dots' colour)
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#999999"]
 SEED_ROW_OFFSET = 0.22  # plot_paired_differences: the seeds' dots below their row's mean, in rows
-QUANTITY = {"task_weights": "task weight\n(loss scale)", "alphas": "α"}
+# the bounds a run's config holds, per History field: (config key of the lower bound, of the upper bound)
+BOUND_KEYS = {"task_weights": ("weight_min", "weight_max"), "alphas": ("alpha_min", "alpha_max")}
 
 
 def _seeds_label(runs_by: Dict[str, List[History]]) -> str:
@@ -54,96 +63,106 @@ def _integer_epochs(ax):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _weights_vary(runs: List[History]) -> bool:
-    """Whether the task weights differ between tasks by more than float noise
-    (a method whose weights are all equal is not worth a row)."""
-    return any(len({round(w, 6) for w in ws.values()}) > 1 for h in runs for ws in h.task_weights)
+def bounds_of(runs: List[History], field: str) -> Optional[Tuple[float, float]]:
+    """The (lower, upper) bound that ``field`` ("task_weights" or "alphas")
+    of these runs was kept in, or None where nothing bounds it: the bounds
+    are αVIL's (its weight rule clips weights to [weight_min, weight_max], its
+    α-step keeps α in [alpha_min, alpha_max]), so only runs with an α-step
+    have them, read from the config they recorded."""
+    if not runs or not runs[0].alphas:
+        return None
+    low_key, high_key = BOUND_KEYS[field]
+    config = runs[0].config
+    if config.get(low_key) is None or config.get(high_key) is None:
+        return None
+    return float(config[low_key]), float(config[high_key])
 
 
 def plot_dev(histories: Dict[str, List[History]], title: str = "", scale: float = 100.0, unit: str = "%",
-             metric: str = "dev metric"):
+             metric: str = "dev metric", zoom_from_epoch: Optional[int] = 2, spread: bool = True):
     """The target's dev metric per epoch, one line per label (the mean over
-    seeds), legend in the dict's order. ``metric`` names it on the y axis, in
-    ``unit`` after multiplying by ``scale``. Returns the figure."""
+    seeds, each label its own colour, line style and marker) with the seeds'
+    min–max as a band (``spread``, where a label has several seeds); legend
+    in the dict's order. ``metric`` names it on the y axis, in ``unit`` after
+    multiplying by ``scale``.
+
+    zoom_from_epoch: fit the y axis to the epochs from this one on, where the
+    methods' differences are (the first epoch's low values would otherwise
+    squeeze them into a few pixels); values left off the axis are named on
+    the figure. None fits every epoch. Returns the figure."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.8, 3.6), layout="constrained")
-    for label, runs in histories.items():
-        dev = torch.tensor([h.dev for h in runs])  # (seeds, epochs)
-        ax.plot(range(1, dev.shape[1] + 1), scale * dev.mean(0), marker=".", label=label)
+    fig, ax = plt.subplots(figsize=(7.4, 4.0), layout="constrained")
+    later, off_axis, banded = [], [], False
+    for i, (label, runs) in enumerate(histories.items()):
+        dev = scale * torch.tensor([h.dev for h in runs])  # (seeds, epochs)
+        epochs = torch.arange(1, dev.shape[1] + 1)  # (epochs,)
+        mean = dev.mean(0)  # (epochs,)
+        line, = ax.plot(epochs, mean, ls=DEV_STYLES[i % len(DEV_STYLES)], marker=DEV_MARKERS[i % len(DEV_MARKERS)],
+                        ms=4, lw=1.6, label=label)
+        low, high = dev.min(0).values, dev.max(0).values  # (epochs,)
+        if spread and dev.shape[0] > 1:
+            ax.fill_between(epochs, low, high, color=line.get_color(), **BAND)
+            banded = True
+        shown = epochs >= (zoom_from_epoch or 1)
+        if shown.any():
+            later.append(torch.stack([low[shown].min(), high[shown].max()]) if spread else
+                         torch.stack([mean[shown].min(), mean[shown].max()]))
+        off_axis += [(int(e), float(m)) for e, m in zip(epochs[~shown], mean[~shown])]
+    if zoom_from_epoch and later and off_axis:
+        lo, hi = float(torch.stack(later)[:, 0].min()), float(torch.stack(later)[:, 1].max())
+        pad = 0.08 * max(hi - lo, 1e-9)
+        ax.set_ylim(lo - pad, hi + pad)
+        hidden = sorted({e for e, m in off_axis if not lo - pad <= m <= hi + pad})
+        if hidden:
+            means = [m for e, m in off_axis if e in hidden]
+            epochs_text = ", ".join(str(e) for e in hidden)
+            ax.text(0.99, 0.02, f"y axis fitted to epochs ≥ {zoom_from_epoch}; off the axis: epoch {epochs_text} "
+                                f"(means {min(means):.1f}–{max(means):.1f} {unit})", transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize=7.5, color="0.3")
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"target {metric} ({unit})")
     _integer_epochs(ax)
     ax.grid(alpha=0.3)
     ax.set_title(title or f"target {metric} per epoch", fontsize=10)
-    fig.legend(loc="outside right upper", fontsize=8, title=f"{_seeds_label(histories)}", title_fontsize=8)
-    return fig
-
-
-def plot_weights(histories: Dict[str, List[History]], title: str = ""):
-    """Task weights and α per epoch as small multiples: one row per method
-    and quantity (its task weights where they differ between tasks, its α
-    where it has one), one column per task. Each seed is a thin line, the
-    mean over seeds a thick one; the y axis is shared within a row. Returns
-    the figure, or None if no method has weights that vary or α."""
-    import matplotlib.pyplot as plt
-
-    rows = []  # (method, History field), the method's weights above its α
-    for method, runs in histories.items():
-        if runs and _weights_vary(runs):
-            rows.append((method, "task_weights"))
-        if runs and runs[0].alphas:
-            rows.append((method, "alphas"))
-    if not rows:
-        return None
-    tasks = list(dict.fromkeys(name for method, _ in rows for name in histories[method][0].tasks))
-    fig, axes = plt.subplots(len(rows), len(tasks), figsize=(1.2 + 2.4 * len(tasks), 1.0 + 1.75 * len(rows)),
-                             sharex=True, sharey="row", squeeze=False, layout="constrained")
-    for r, (method, field) in enumerate(rows):
-        runs = histories[method]
-        drawn = []
-        for c, name in enumerate(tasks):
-            ax = axes[r, c]
-            if name not in runs[0].tasks:  # this method did not train that task
-                fig.delaxes(ax)
-                continue
-            drawn.append(ax)
-            series = torch.tensor([[epoch[name] for epoch in getattr(h, field)] for h in runs])  # (seeds, epochs)
-            _seeds_and_mean(ax, series, f"C{c}")
-            ax.grid(alpha=0.3)
-            _integer_epochs(ax)
-            ax.set_title(name, fontsize=9)
-        drawn[0].set_ylabel(f"{method}:\n{QUANTITY[field]}", fontsize=9)
-    for column in axes.T:
-        [ax for ax in column if ax in fig.axes][-1].set_xlabel("epoch")
-    fig.legend(handles=_style_handles(_seeds_label({m: histories[m] for m, _ in rows})),
-               loc="outside lower center", ncol=2, fontsize=8, frameon=False)
-    fig.suptitle(title or "task weights and α per epoch", fontsize=11)
+    legend_title = _seeds_label(histories) + ("\nband: min–max over seeds" if banded else "")
+    fig.legend(loc="outside right upper", fontsize=8, title=legend_title, title_fontsize=8)
     return fig
 
 
 def plot_alpha_step(histories: Dict[str, List[History]], title: str = "", loss: str = "cross-entropy"):
     """How well each αVIL run's α-step was solved, per epoch: the target's dev
-    loss (``loss`` names it) at the chosen α and at α_init, the solver's
-    evaluations, the seconds it took, and how many α ended on a trust-region
-    bound. One colour per method; each seed a thin line, the mean over seeds
-    a thick one. Returns the figure (None if no run has an α-step)."""
+    loss (``loss`` names it) at the chosen α and at α_init (the α the solver
+    starts from), how many times the solver evaluated that loss, the seconds
+    it took, and how many of the run's K α ended on a bound. One colour per
+    method; each seed a thin line, the mean over seeds a thick one. Returns
+    the figure (None if no run has an α-step)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     runs_by = {m: runs for m, runs in histories.items() if runs and runs[0].alpha_step}
     if not runs_by:
         return None
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.2), sharex=True, squeeze=False, layout="constrained")
+    counts = {len(runs[0].alphas[0]) if runs[0].alphas else len(runs[0].tasks) for runs in runs_by.values()}
+    n_alphas = counts.pop() if len(counts) == 1 else None  # K, where every method has the same
+    k = f"K = {n_alphas}" if n_alphas else "K"
+    alpha_bounds = {bounds_of(runs, "alphas") for runs in runs_by.values()} - {None}
+    box = "[{:g}, {:g}]".format(*alpha_bounds.pop()) if len(alpha_bounds) == 1 else "their box"
+    starts = {runs[0].config.get("alpha_init") for runs in runs_by.values()} - {None}
+    start = f" (alpha_init={starts.pop()!r})" if len(starts) == 1 else ""
+    fig, axes = plt.subplots(2, 2, figsize=(10.5, 6.6), sharex=True, squeeze=False, layout="constrained")
     (ax_loss, ax_evals), (ax_seconds, ax_bound) = axes
     panels = (
-        (ax_evals, "objective evaluations", "evaluations per α-step", lambda step, seconds: step["evaluations"]),
-        (ax_seconds, "wall time of the α-step", "seconds", lambda step, seconds: seconds),
-        (ax_bound, "α that ended on a bound", "α on a bound (count)", lambda step, seconds: len(step["on_bound"])),
+        (ax_evals, "objective evaluations: times the solver computed\nthe target dev loss in one α-step",
+         "dev-loss evaluations per α-step", lambda step, seconds: step["evaluations"]),
+        (ax_seconds, "wall time of the α-step", "wall time (s)", lambda step, seconds: seconds),
+        (ax_bound, f"α that ended on a bound of {box}: how many of the run's\n{k} α (K: one α per task); "
+                   "many: the box limits the solve",
+         f"α on a bound (count of {k})", lambda step, seconds: len(step["on_bound"])),
     )
     method_handles, losses = [], []
     for i, (method, runs) in enumerate(runs_by.items()):
-        color = f"C{i}"
+        color = OKABE_ITO[i % len(OKABE_ITO)]
         final = torch.tensor([[s["loss_final"] for s in h.alpha_step] for h in runs])  # (seeds, epochs)
         initial = torch.tensor([[s["loss_init"] for s in h.alpha_step] for h in runs])  # (seeds, epochs)
         losses += [final, initial]
@@ -154,7 +173,10 @@ def plot_alpha_step(histories: Dict[str, List[History]], title: str = "", loss: 
                                    for h in runs])  # (seeds, epochs)
             _seeds_and_mean(ax, series, color)
         method_handles.append(Line2D([], [], color=color, **MEAN_LINE, label=method))
-    ax_loss.set_title("target dev loss at the chosen α and at α_init", fontsize=10)
+    ax_loss.set_title("target dev loss at the chosen α (solid) and at α_init (dotted)\n"
+                      f"α_init: the α the solver starts from{start}\n"
+                      "solid below dotted: the α-step lowered the loss",
+                      fontsize=9.5)
     ax_loss.set_ylabel(f"target dev loss ({loss})")
     low = min(float(s.min()) for s in losses)
     if low > 0 and max(float(s.max()) for s in losses) / low > 10:  # spans orders of magnitude
@@ -163,74 +185,18 @@ def plot_alpha_step(histories: Dict[str, List[History]], title: str = "", loss: 
         ax.set_title(name, fontsize=10)
         ax.set_ylabel(ylabel)
     ax_bound.yaxis.get_major_locator().set_params(integer=True)
+    if n_alphas:  # the count's whole range, 0 to K
+        ax_bound.set_ylim(-0.3, n_alphas + 0.3)
     for ax in axes.flat:
         ax.grid(alpha=0.3)
         _integer_epochs(ax)
     for ax in axes[-1]:
         ax.set_xlabel("epoch")
     styles = _style_handles(_seeds_label(runs_by))
-    styles.append(Line2D([], [], color="0.3", ls=":", **MEAN_LINE, label="mean at α_init (dev loss only)"))
+    styles.append(Line2D([], [], color="0.3", ls=":", **MEAN_LINE, label="mean at α_init (dev loss panel only)"))
     fig.legend(handles=method_handles + styles, loc="outside lower center", ncol=min(6, len(method_handles) + 3),
                fontsize=8, frameon=False)
     fig.suptitle(title or "the α-step per epoch", fontsize=11)
-    return fig
-
-
-def plot_final_weights(histories: Dict[str, List[History]], colors: Optional[Dict[str, str]] = None,
-                       title: str = ""):
-    """Per label, two panels: the final task weights (bar: mean over seeds,
-    error bar: ± 1 standard deviation over seeds, dots: one per seed) and the
-    weights per epoch (mean over seeds). ``colors`` maps task names to
-    matplotlib colours (grey otherwise). Returns the figure."""
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    colors = colors or {}
-    fig, axes = plt.subplots(2, len(histories), figsize=(1.5 + 4.4 * len(histories), 6.8), sharey="row",
-                             squeeze=False, layout="constrained")
-    task_handles = {}
-    for (ax_bar, ax_line), (label, runs) in zip(axes.T, histories.items()):
-        names = runs[0].tasks
-        palette = [colors.get(n, "tab:grey") for n in names]
-        # tasks left grey tell each other apart by their line style
-        grey = [n for n in names if n not in colors]
-        dashes = {n: GREY_STYLES[i % len(GREY_STYLES)] for i, n in enumerate(grey)}
-        final = torch.tensor([[h.task_weights[-1][n] for n in names] for h in runs])  # (seeds, tasks)
-        mean = final.mean(0).tolist()  # (tasks,)
-        ax_bar.bar(range(len(names)), mean, color=palette, alpha=0.75)
-        if len(runs) > 1:  # no spread with one seed
-            ax_bar.errorbar(range(len(names)), mean, yerr=final.std(0).tolist(), fmt="none", ecolor="k", capsize=4)
-        # the seeds side by side within each bar, so that equal weights stay visible
-        offsets = torch.linspace(-0.18, 0.18, len(runs)) if len(runs) > 1 else torch.zeros(1)  # (seeds,)
-        ax_bar.scatter((torch.arange(len(names))[None, :] + offsets[:, None]).flatten(), final.flatten(),
-                       color="k", s=10, zorder=3)
-        ax_bar.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
-        ax_bar.set_title(f"{label}: final task weights", fontsize=10)
-        ax_bar.set_xlabel("task")
-        per_epoch = torch.tensor([[[e[n] for n in names] for e in h.task_weights] for h in runs]).mean(0)  # (E, tasks)
-        for j, (name, color) in enumerate(zip(names, palette)):
-            line, = ax_line.plot(range(1, per_epoch.shape[0] + 1), per_epoch[:, j], marker=".", color=color,
-                                 ls=dashes.get(name, "-"), label=name)
-            task_handles.setdefault(name, line)
-        ax_line.set_title(f"{label}: task weights per epoch", fontsize=10)
-        ax_line.set_xlabel("epoch")
-        _integer_epochs(ax_line)
-        for ax in (ax_bar, ax_line):
-            ax.axhline(0.0, color="grey", lw=0.6)
-            ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].set_ylabel("final task weight\n(loss scale)")
-    axes[1, 0].set_ylabel("task weight (loss scale),\nmean over seeds")
-    seeds = _seeds_label(histories)
-    marks = [Patch(color="0.6", label=f"bar: {seeds}"), Line2D([], [], color="k", ls="none", marker="o", ms=3,
-                                                                label="dot: one seed")]
-    if any(len(runs) > 1 for runs in histories.values()):
-        marks.insert(1, Line2D([], [], color="k", marker="|", ms=10, ls="none",
-                               label="error bar: ± 1 standard deviation over seeds"))
-    fig.legend(handles=marks, loc="outside lower center", ncol=len(marks), fontsize=8, frameon=False)
-    fig.legend(handles=list(task_handles.values()), loc="outside right center", fontsize=8,
-               title="task (lines:\nmean over seeds)", title_fontsize=8)
-    fig.suptitle(title or "final task weights", fontsize=11)
     return fig
 
 
