@@ -185,7 +185,9 @@ def test_c2_tau_is_scipys_tau_b_per_seed_with_ties():
     assert v.detail["score_ties"][1] == [["bad", "flat"]]
     taus = list(v.detail["taus"].values())
     reference = paired_difference(taus, [0.0] * 3)
-    assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((reference.mean, reference.low, reference.high))
+    # the t-interval, clipped to τ's range
+    assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((reference.mean, max(reference.low, -1.0),
+                                                               min(reference.high, 1.0)))
     assert v.detail["helpful"] == ["good"] and v.detail["harmful"] == ["bad"]
     assert v.wins == 2 and v.detail["order"] == {0: "above", 1: "above", 3: "below"}
 
@@ -199,14 +201,35 @@ def test_c2_reproduced_and_not_reproduced():
     assert v.verdict == "not reproduced" and v.estimate == -1.0 and v.wins == 0
 
 
-def test_c2_counts_and_reports_ties_and_undefined_tau():
-    scores = {0: {"good": 1.0, "bad": 0.1, "flat": 0.5}, 1: {"good": 0.4, "bad": 0.4, "flat": 0.4}}
+def test_c2_leaves_out_seeds_with_undefined_tau_and_says_so():
+    scores = {0: {"good": 1.0, "bad": 0.1, "flat": 0.5}, 1: {"good": 0.4, "bad": 0.4, "flat": 0.4},
+              2: {"good": 0.9, "bad": 0.2, "flat": 0.3}}
     v = reproduce.c2("toy", scores, EFFECTS)
-    assert v.detail["tau_undefined"] == {1: "all scores tie"} and v.detail["taus"][1] == 0.0
-    assert v.detail["order"][1] == "tie" and v.detail["ties"] == [1] and v.wins == 1
-    assert "they tie in 1 of 2 seeds (seed 1)" in v.statement
-    assert "undefined and counted as 0 in seed 1 (all scores tie)" in v.statement
-    assert v.verdict == "inconclusive"
+    assert v.detail["tau_undefined"] == {1: "all scores tie"} and 1 not in v.detail["taus"]
+    assert v.seeds == 2 and v.estimate == pytest.approx(1.0)  # the mean of seeds 0 and 2 only, not of 1, 0, 1
+    assert v.detail["order"][1] == "tie" and v.detail["ties"] == [1] and v.wins == 2
+    assert "they tie in 1 of 3 seeds (seed 1)" in v.statement
+    assert "τ is undefined in 1 of 3 seeds, left out as not applicable: seed 1 (all scores tie)" in v.statement
+
+
+def test_c2_with_fewer_than_two_defined_taus_is_not_applicable():
+    tied = {"good": 0.05, "bad": 0.05, "flat": 0.05}
+    scores = {0: dict(tied), 1: dict(tied), 2: {"good": 0.9, "bad": 0.2, "flat": 0.3}}
+    v = reproduce.c2("toy", scores, EFFECTS)
+    assert v.verdict == "inconclusive" and v.estimate is None and v.ci_low is None
+    assert v.detail["why"].startswith("τ is defined in 1 of 3 seeds") and "not applicable" in v.detail["why"]
+    assert "τ is undefined in 2 of 3 seeds" in v.statement
+    assert prose.verdict(v).startswith("C2 on toy: inconclusive (τ is defined in 1 of 3 seeds")
+
+
+def test_c2_interval_is_clipped_to_taus_range_and_said_so():
+    scores = {0: {"good": 1.0, "flat": 0.5, "bad": 0.1}, 1: {"good": 1.0, "flat": 0.5, "bad": 0.1},
+              2: {"good": 1.0, "flat": 0.1, "bad": 0.5}}  # τ = 1, 1, 1/3: the raw t-interval ends above 1
+    v = reproduce.c2("toy", scores, EFFECTS)
+    raw = paired_difference(list(v.detail["taus"].values()), [0.0] * 3)
+    assert raw.high > 1 and v.ci_high == 1.0 and v.ci_low == pytest.approx(raw.low)
+    assert v.detail["ci_clipped"] and "clipped to τ's range [−1, 1]" in v.statement
+    assert v.verdict == ("reproduced" if raw.low > 0 else "inconclusive")  # clipping never moves the verdict
 
 
 @pytest.mark.parametrize("scores, effects, why", [
@@ -253,6 +276,16 @@ def test_c2_pooled_over_suites():
         reproduce.c2_pooled("synthetic", {"a": 0.5}, {"b": True})
     with pytest.raises(ValueError, match="not in \\[-1, 1\\]"):
         reproduce.c2_pooled("synthetic", {"a": math.nan}, {"a": True})
+
+
+def test_c2_pooled_leaves_out_suites_where_c2_is_not_applicable():
+    taus = {"s0": 0.5, "s1": None, "s2": 0.6, "s3": 0.4}
+    v = reproduce.c2_pooled("synthetic", taus, {"s0": True, "s1": None, "s2": True, "s3": False})
+    reference = paired_difference([0.5, 0.6, 0.4], [0.0] * 3)
+    assert v.seeds == 3 and v.estimate == pytest.approx(reference.mean) and v.detail["not_applicable"] == ["s1"]
+    assert "not applicable on 1 of 4 suites" in v.statement and "left out: s1" in v.statement
+    v = reproduce.c2_pooled("synthetic", {"a": 0.5, "b": None}, {"a": True, "b": None})
+    assert v.verdict == "inconclusive" and v.estimate is None
 
 
 # -- C3 -------------------------------------------------------------------------

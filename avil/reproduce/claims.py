@@ -6,7 +6,8 @@ suite (docs/design.md §6): ``reproduced``, ``not reproduced``,
   Holm's correction over those comparisons.
 - C2 (``c2``, ``c2_pooled``): Kendall τ-b between αVIL's readout of the
   auxiliaries and their measured effects on the target, per seed (or per
-  suite), its mean's 95 % t-interval against 0.
+  suite), its mean's 95 % t-interval (clipped to [−1, 1]) against 0; a seed
+  whose τ is undefined is left out and reported.
 - C3 (``c3``): αVIL against a static-weight search's chosen run, paired per
   seed, within a margin, and its wall time against the search's.
 
@@ -196,11 +197,20 @@ def c1(suite: str, histories: Dict[str, List[History]], method: str = "avil",
 
 def _tau_rule(taus: Sequence[float]) -> Tuple[str, Optional[PairedDifference]]:
     """C2's rule on per-unit τ: reproduced when the mean's 95 % t-interval is
-    above 0, not reproduced when it is at or below 0, else inconclusive."""
-    if not taus:
+    above 0, not reproduced when it is at or below 0, else inconclusive. Fewer
+    than two units: inconclusive and no estimate (a t-interval needs two)."""
+    if len(taus) < 2:
         return "inconclusive", None
     diff = paired_difference(list(taus), [0.0] * len(taus))  # mean τ and its t-interval
     return ("reproduced" if diff.low > 0 else "not reproduced" if diff.high <= 0 else "inconclusive"), diff
+
+
+def _tau_interval(diff: PairedDifference) -> Tuple[float, float, bool]:
+    """The mean τ's t-interval clipped to τ's range [−1, 1], and whether it was
+    clipped (a t-interval knows no bounds; τ does). Clipping never moves an end
+    across 0, so the verdict is the same either way."""
+    low, high = max(diff.low, -1.0), min(diff.high, 1.0)
+    return low, high, (low, high) != (diff.low, diff.high)
 
 
 _C2_CORRECTION = ("one test per suite, no multiple-comparison correction; each auxiliary's helpful or harmful "
@@ -213,11 +223,15 @@ def _c2_verdict(suite: str, verdict: str, diff: Optional[PairedDifference], wins
         return Verdict("C2", suite, verdict, None, None, None, 0, None,
                        f"{_head('C2', suite, verdict)} {text}", detail, measure="mean Kendall τ-b",
                        correction=_C2_CORRECTION, units=units)
+    low, high, clipped = _tau_interval(diff)
+    detail["ci_clipped"] = clipped
     statement = (f"{_head('C2', suite, verdict)} Kendall τ-b between the readout and the measured effects averages "
                  f"{prose.signed(diff.mean)} over {prose.seeds_phrase(diff.seeds, units)} (95 % t-interval "
-                 f"{prose.interval(diff.low, diff.high)}; the rule asks for an interval above 0). {text} "
+                 f"{prose.interval(low, high)}"
+                 + (", clipped to τ's range [−1, 1]" if clipped else "")
+                 + f"; the rule asks for an interval above 0). {text} "
                  f"{_C2_CORRECTION[0].upper()}{_C2_CORRECTION[1:]}.")
-    return Verdict("C2", suite, verdict, diff.mean, diff.low, diff.high, diff.seeds, wins, statement, detail,
+    return Verdict("C2", suite, verdict, diff.mean, low, high, diff.seeds, wins, statement, detail,
                    measure="mean Kendall τ-b", correction=_C2_CORRECTION,
                    wins_meaning="with every helpful auxiliary above every harmful one", units=units)
 
@@ -229,11 +243,14 @@ def c2(suite: str, scores: Dict[int, Dict[str, float]], effects: Dict[str, Paire
         higher: more useful); effects: {auxiliary: its measured effect on the
         target} (``auxiliary_effects(...)[aux].difference``).
     Per seed, Kendall τ-b (scipy, ties handled) between the scores and the
-    effects' means; where it is undefined (all scores, or all effects, tie)
-    it counts as 0 and the detail and statement say so. Estimate: the mean τ
-    over seeds with its 95 % t-interval; reproduced when the interval is
-    above 0, not reproduced when it is at or below 0, else inconclusive (also
-    with fewer than 2 auxiliaries or no seeds). Helpful: the effect's 95 % CI
+    effects' means; a seed where it is undefined (all scores, or all effects,
+    tie) is not applicable: it is left out of the mean and the statement
+    counts and names it (``detail["tau_undefined"]``). Estimate: the mean τ
+    over the other seeds with its 95 % t-interval, clipped to [−1, 1];
+    reproduced when the interval is above 0, not reproduced when it is at or
+    below 0, else inconclusive (also with fewer than 2 auxiliaries, or fewer
+    than 2 seeds with a defined τ: then C2 is not applicable on the suite and
+    there is no estimate). Helpful: the effect's 95 % CI
     above 0, harmful: below 0; wins: seeds where every helpful auxiliary
     scores strictly above every harmful one (``detail["ties"]``: seeds where
     the lowest helpful and highest harmful score are equal)."""
@@ -263,8 +280,8 @@ def c2(suite: str, scores: Dict[int, Dict[str, float]], effects: Dict[str, Paire
         tau = float(stats.kendalltau(values, means)[0])
         if math.isnan(tau):
             undefined[seed] = "all scores tie" if len(set(values)) == 1 else "all effects' means tie"
-            tau = 0.0
-        taus[seed] = tau
+        else:
+            taus[seed] = tau
         score_ties[seed] = [g for g in ties(sorted(per_aux.items(), key=lambda item: -item[1])) if len(g) > 1]
         if helpful and harmful:
             low, high = min(per_aux[a] for a in helpful), max(per_aux[a] for a in harmful)
@@ -283,36 +300,49 @@ def c2(suite: str, scores: Dict[int, Dict[str, float]], effects: Dict[str, Paire
     else:
         text += " Without both a helpful and a harmful auxiliary, no seed's order of the two could be checked."
     if undefined:
-        text += " τ is undefined and counted as 0 in " + "; ".join(
-            f"seed {s} ({why})" for s, why in sorted(undefined.items())) + "."
+        text += (f" τ is undefined {prose.count(len(undefined), n)}, left out as not applicable: "
+                 + "; ".join(f"seed {s} ({why})" for s, why in sorted(undefined.items())) + ".")
+    if diff is None:
+        why = (f"τ is defined {prose.count(len(taus), n)}: a mean τ with an interval needs two, so C2 is not "
+               "applicable on this suite")
+        detail["why"] = why
+        return _c2_verdict(suite, verdict, None, wins, "seeds", f"{why[:1].upper()}{why[1:]}. {text}", detail)
     return _c2_verdict(suite, verdict, diff, wins, "seeds", text, detail)
 
 
-def c2_pooled(suite: str, taus: Dict[str, float], above: Dict[str, bool]) -> Verdict:
+def c2_pooled(suite: str, taus: Dict[str, Optional[float]], above: Dict[str, Optional[bool]]) -> Verdict:
     """C2's rule where the units are suites (e.g. ten synthetic suites): taus:
-    {suite: its mean Kendall τ-b}; above: {suite: whether every helpful
+    {suite: its mean Kendall τ-b, None where C2 is not applicable there (τ
+    defined in fewer than two seeds)}; above: {suite: whether every helpful
     auxiliary scored above every harmful one there, None where a suite holds
-    no helpful or no harmful auxiliary}. Reproduced when the mean
-    τ's 95 % t-interval over the suites is above 0, not reproduced when at or
-    below 0, else inconclusive; wins: suites where ``above`` holds."""
+    no helpful or no harmful auxiliary}. Suites without a τ are left out and
+    named. Reproduced when the mean τ's 95 % t-interval over the other suites
+    (clipped to [−1, 1]) is above 0, not reproduced when at or below 0, else
+    inconclusive (also with fewer than two suites); wins: suites where
+    ``above`` holds."""
     if set(taus) != set(above):
         raise ValueError(f"C2 on {suite}: τ for {sorted(taus)} but `above` for {sorted(above)}. "
                          "Fix: give both for the same suites.")
-    bad = {k: t for k, t in taus.items() if not (math.isfinite(t) and -1 <= t <= 1)}
+    bad = {k: t for k, t in taus.items() if t is not None and not (math.isfinite(t) and -1 <= t <= 1)}
     if bad:
-        raise ValueError(f"C2 on {suite}: τ {bad} not in [-1, 1]. Fix: count an undefined τ as 0, as c2 does.")
-    verdict, diff = _tau_rule(list(taus.values()))
-    detail = {"taus": taus, "above": above}
+        raise ValueError(f"C2 on {suite}: τ {bad} not in [-1, 1]. Fix: pass None for a suite whose τ is undefined.")
+    defined = {k: t for k, t in taus.items() if t is not None}
+    left_out = sorted(k for k, t in taus.items() if t is None)
+    verdict, diff = _tau_rule(list(defined.values()))
+    detail = {"taus": taus, "above": above, "not_applicable": left_out}
+    note = (f" C2 is not applicable on {len(left_out)} of {len(taus)} suites (τ undefined in all but at most one "
+            f"seed), left out: {', '.join(left_out)}." if left_out else "")
     if diff is None:
-        return _c2_verdict(suite, verdict, None, None, "suites", "No suite was measured.",
-                           {**detail, "why": "no suite was measured"})
-    checked = {k: v for k, v in above.items() if v is not None}  # None: no helpful or no harmful auxiliary there
+        why = f"{len(defined)} suite{'' if len(defined) == 1 else 's'} with a τ: a mean τ with an interval needs two"
+        return _c2_verdict(suite, verdict, None, None, "suites", f"{why[:1].upper()}{why[1:]}.{note}",
+                           {**detail, "why": why})
+    checked = {k: v for k, v in above.items() if v is not None and k in defined}  # None: no helpful or harmful one
     wins = sum(bool(v) for v in checked.values())
     detail["wins_of"] = len(checked)
     text = f"Every helpful auxiliary scores above every harmful one {prose.count(wins, len(checked), 'suites')}"
-    text += (f" ({len(above) - len(checked)} suite(s) hold no helpful or no harmful auxiliary)." if len(checked) < len(above)
-             else ".")
-    return _c2_verdict(suite, verdict, diff, wins, "suites", text, detail)
+    text += (f" ({len(defined) - len(checked)} suite(s) hold no helpful or no harmful auxiliary)."
+             if len(checked) < len(defined) else ".")
+    return _c2_verdict(suite, verdict, diff, wins, "suites", text + note, detail)
 
 
 def c3(suite: str, avil_tests: Dict[int, float], static_tests: Dict[int, float], avil_seconds: float,
