@@ -103,7 +103,15 @@ def test_c1_reproduced_when_avil_is_ahead_of_every_baseline_after_holm():
     assert v.detail["strongest"] == "uniform"
     assert (v.estimate, v.ci_low, v.ci_high, v.seeds, v.wins) == pytest.approx(
         (strongest.mean, strongest.low, strongest.high, 3, 3))
-    assert "Holm over the 3 comparisons" in v.statement and "95 % CI [+2.45, +3.88]" in v.statement
+    assert "Holm over C1's 3 baselines (single_task, uniform, diw)" in v.statement and "95 % CI [+2.45, +3.88]" in v.statement
+
+
+def test_c1_names_its_baselines_and_what_it_leaves_to_c3():
+    histories = {**suite(**BEHIND), "static": runs("static", [0.95, 0.96, 0.97])}
+    v = reproduce.c1("toy", histories)
+    assert v.verdict == "reproduced" and set(v.detail["comparisons"]) == {"single_task", "uniform", "diw"}
+    assert "ahead of each of C1's baselines: single_task, uniform, diw" in v.statement
+    assert "static is not among them (C3 sets αVIL against static)" in v.statement
 
 
 def test_c1_not_reproduced_when_a_baseline_is_measurably_ahead():
@@ -306,7 +314,9 @@ def test_c3_verdicts(static, avil_seconds, verdict):
     d = paired_difference(list(AVIL_BY_SEED.values()), list(static.values()))
     assert (v.estimate, v.ci_low, v.ci_high, v.wins) == pytest.approx((d.mean, d.low, d.high, d.wins))
     assert v.detail["cost_ratio"] == pytest.approx(200.0 / avil_seconds)
-    assert "9 runs and 200 s" in v.statement and "above -1.00 points" in v.statement
+    # one decimal, so the printed times divide to the printed ratio
+    assert f"9 runs and 200.0 s of training time, {200 / avil_seconds:.1f}× the {avil_seconds:.1f} s" in v.statement
+    assert "above -1.00 points" in v.statement
 
 
 def test_c3_margin_decides_a_small_shortfall():

@@ -167,10 +167,11 @@ def c1(suite: str, histories: Dict[str, List[History]], method: str = "avil",
     behind = [b for b in present if adjusted[b] < alpha and diffs[b].mean < 0]
     strongest = max(present, key=lambda b: means[b])
     verdict = "not reproduced" if behind else "reproduced" if len(ahead) == len(present) else "inconclusive"
-    correction = f"Holm over the {len(present)} comparison{'s' if len(present) > 1 else ''}, α = {alpha:g}"
+    correction = (f"Holm over C1's {len(present)} baseline{'s' if len(present) > 1 else ''} "
+                  f"({', '.join(present)}), α = {alpha:g}")
 
     if verdict == "reproduced":
-        why = f"{method} is measurably ahead of every baseline run: {', '.join(present)}"
+        why = f"{method} is measurably ahead of each of C1's baselines: {', '.join(present)}"
     elif verdict == "not reproduced":
         why = f"{' and '.join(behind)} {'is' if len(behind) == 1 else 'are'} measurably ahead of {method}"
     else:
@@ -182,6 +183,11 @@ def c1(suite: str, histories: Dict[str, List[History]], method: str = "avil",
                + (" (strongest baseline)" if b == strongest else "") for b in present]
     statement = (f"{_head('C1', suite, verdict)} {why} ({correction}; paired 95 % t-intervals over seeds). "
                  + "; ".join(clauses) + ".")
+    others = [k for k in histories if k not in present and k != method and not k.startswith(f"{method} (")]
+    if others:
+        statement += (f" C1's baselines are the multitask approaches the paper names and gcs; "
+                      f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} not among them"
+                      + (" (C3 sets αVIL against static)" if "static" in others else "") + ".")
     dropped = {b: seeds for b, seeds in unpaired.items() if seeds}
     if dropped:
         statement += " Seeds run by only one side were left out: " + "; ".join(
@@ -380,8 +386,8 @@ def c3(suite: str, avil_tests: Dict[int, float], static_tests: Dict[int, float],
     statement = (f"{_head('C3', suite, verdict)} "
                  f"{_clause('avil', 'static search', diff, scale, unit, prose.p_phrase(diff.p_value))}; the rule asks "
                  f"for the interval's lower end above {prose.signed(-margin, scale)} {unit}. The search took "
-                 f"{static_runs} run{'s' if static_runs > 1 else ''} and {static_seconds:.0f} s of wall time, "
-                 f"{ratio:.1f}× the {avil_seconds:.0f} s of one αVIL run. {correction[:1].upper()}{correction[1:]}.")
+                 f"{static_runs} run{'s' if static_runs > 1 else ''} and {static_seconds:.1f} s of training time, "
+                 f"{ratio:.1f}× the {avil_seconds:.1f} s of one αVIL run. {correction[:1].upper()}{correction[1:]}.")
     if unpaired:
         statement += f" Seeds run by only one side were left out: {', '.join(map(str, unpaired))}."
     detail = {**_comparison(diff), "margin": margin, "avil_seconds": avil_seconds, "static_seconds": static_seconds,

@@ -62,12 +62,16 @@ def undetected(diff: PairedDifference, scale: float = 100.0, unit: str = "points
 
 
 def difference(label: str, baseline: str, diff: PairedDifference, scale: float = 100.0,
-               unit: str = "points", holm_p: float = None, family: int = 1) -> str:
+               unit: str = "points", holm_p: float = None, family: Union[int, str] = 1,
+               tests: int = None) -> str:
     """One sentence on ``label`` − ``baseline`` paired per seed: ahead or
     behind where the test establishes it, else that no difference was
     detected and the smallest one these seeds could detect. With ``holm_p``
     (the Holm-adjusted p-value in a family of ``family`` comparisons) the
-    test is Holm's at α = 0.05; without, the 95 % interval excluding 0."""
+    test is Holm's at α = 0.05; without, the 95 % interval excluding 0.
+    ``family`` may name the family (``"the table's 5 comparisons"``), with
+    ``tests`` its size."""
+    tests = tests if tests is not None else family if isinstance(family, int) else 1
     established = (holm_p < 0.05) if holm_p is not None else (diff.low > 0 or diff.high < 0)
     if established:
         ahead = diff.mean > 0
@@ -78,7 +82,7 @@ def difference(label: str, baseline: str, diff: PairedDifference, scale: float =
                 f"{count(same_way, diff.seeds)})")
     if holm_p is not None:
         return (f"no difference between {label} and {baseline} was detected at this power after Holm's correction "
-                f"over {family} ({undetected(diff, scale, unit, 0.05 / family)})")
+                f"over {family} ({undetected(diff, scale, unit, 0.05 / tests)})")
     if diff.low > 0 or diff.high < 0:
         ahead = diff.low > 0
         same_way = diff.wins if ahead else sum(d < 0 for d in diff.differences)
