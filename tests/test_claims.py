@@ -126,7 +126,7 @@ def test_c1_inconclusive_when_a_baseline_is_within_the_interval():
     assert v.verdict == "inconclusive" and v.ci_low < 0 < v.ci_high
     assert "not measurably ahead of uniform" in v.statement
     # at α/3, the strictest step of Holm over the three comparisons (t_{0.99167, 2} = 7.65 instead of 4.30)
-    assert "smallest detectable effect about 5.81 points at α = 0.0167" in v.statement
+    assert "smallest detectable effect about 5.81 points (80 % power, α = 0.0167)" in v.statement
 
 
 def test_c1_holm_turns_a_lone_uncorrected_win_into_inconclusive():
@@ -369,12 +369,12 @@ def test_difference_wording_follows_the_interval():
     none = paired_difference([0.86, 0.86, 0.87], [0.85, 0.87, 0.88])
     mde = 100 * minimum_detectable_effect(none)
     assert prose.difference("avil", "uniform", none) == (
-        "no difference between avil and uniform was detected at this power (mean -0.33 points; the smallest "
-        f"effect these 3 seeds could detect is about {mde:.2f} points)")
+        "no difference between avil and uniform was detected (mean -0.33 points; the smallest "
+        f"effect these 3 seeds could detect with 80 % power is about {mde:.2f} points)")
     one = paired_difference([0.9], [0.8])
     # Holm decides where the adjusted p is given, and the detectable effect is the strictest step's
     assert prose.difference("avil", "uniform", ahead, holm_p=0.06, family=3).startswith(
-        "no difference between avil and uniform was detected at this power after Holm's correction over 3")
+        "no difference between avil and uniform was detected after Holm's correction over 3")
     assert "Holm-adjusted p = 0.012 over 3" in prose.difference("avil", "uniform", ahead, holm_p=0.012, family=3)
     assert "no effect of any size could be detected" in prose.difference("avil", "uniform", one)
 
@@ -383,7 +383,7 @@ def test_effect_ranking_and_count():
     assert prose.effect("good", EFFECTS["good"]).startswith("good: helpful (+10.67 ± ")
     assert prose.effect("bad", EFFECTS["bad"]).startswith("bad: harmful (-10.33 ± ")
     assert prose.effect("flat", EFFECTS["flat"]).startswith("flat: no effect detected (mean +0.00 points; "
-                                                            "smallest detectable about ")
+                                                            "smallest detectable with 80 % power about ")
     said = prose.ranking([("good", 1.2), ("flat", 0.9), ("bad", 0.9)], EFFECTS)
     assert said == ("The readout orders the auxiliaries good > flat = bad; their measured effects order them "
                     "good (helpful) > flat (no effect detected) > bad (harmful) (“=” marks a tie).")
@@ -394,6 +394,13 @@ def test_effect_ranking_and_count():
 def test_verdicts_table():
     verdicts = [reproduce.c1("toy", suite(**BEHIND)), reproduce.not_measured("C2", "text", "no readout")]
     frame = prose.verdicts_table(verdicts)
-    assert list(frame.columns) == ["claim", "suite", "verdict", "estimate", "95 % CI", "seeds", "wins"]
-    assert frame.iloc[0].tolist() == ["C1", "toy", "reproduced", "+3.17 points", "[+2.45, +3.88]", 3, "3/3"]
-    assert frame.iloc[1].tolist() == ["C2", "text", "not measured", "—", "—", "—", "—"]
+    assert list(frame.columns) == ["claim", "suite", "verdict", "estimate", "95 % CI", "seeds", "wins",
+                                   "estimate is", "a win is"]
+    assert frame.iloc[0].tolist() == ["C1", "toy", "reproduced", "+3.17 points", "[+2.45, +3.88]", 3, "3/3",
+                                      "avil − uniform, the strongest baseline, on the test metric, in points",
+                                      "one of the seeds with avil ahead"]
+    assert frame.iloc[1].tolist() == ["C2", "text", "not measured", "—", "—", "—", "—", "—", "—"]
+    c2 = reproduce.c2("toy", {s: {"good": 2.0, "flat": 1.0, "bad": 0.1} for s in range(3)}, EFFECTS)
+    row = prose.verdicts_table([c2]).iloc[0]
+    assert row["estimate is"] == "mean Kendall τ-b"
+    assert row["a win is"] == "one of the seeds with every helpful auxiliary above every harmful one"

@@ -112,7 +112,7 @@ def _clause(label: str, other: str, diff: PairedDifference, scale: float, unit: 
             f"{prose.interval(diff.low, diff.high, scale)}, {label} ahead {prose.count(diff.wins, diff.seeds)}, {p}")
     if diff.low <= 0 <= diff.high:
         mde = minimum_detectable_effect(diff, alpha=alpha)
-        text += (f", smallest detectable effect about {prose.plain(mde, scale)} {unit} at α = {alpha:.3g}"
+        text += (f", smallest detectable effect about {prose.plain(mde, scale)} {unit} (80 % power, α = {alpha:.3g})"
                  if math.isfinite(mde)
                  else ", no interval with one seed")
     return text

@@ -108,14 +108,10 @@ def alpha_steps(runs: Sequence[History]) -> str:
 
 
 def final_weights(runs: Sequence[History], names: Optional[Sequence[str]] = None) -> str:
-    """Each task's final weight over seeds: its range."""
+    """Each task's weight after the last α-step: its range over seeds (one number where all seeds agree)."""
     names = names or runs[0].tasks
-    parts = []
-    for name in names:
-        values = [h.task_weights[-1][name] for h in runs]
-        low, high = min(values), max(values)
-        parts.append(f"`{name}` {low:.2f}" + (f"–{high:.2f}" if high > low else ""))
-    return "Final task weights (range over seeds): " + ", ".join(parts) + "."
+    parts = [f"`{name}` {_weights_range([h.task_weights[-1][name] for h in runs])}" for name in names]
+    return "Task weights after the last α-step (range over seeds): " + ", ".join(parts) + "."
 
 
 def _weights_range(values: Sequence[float]) -> str:
