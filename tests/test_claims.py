@@ -225,9 +225,9 @@ def test_c2_with_fewer_than_two_defined_taus_is_not_applicable():
     scores = {0: dict(tied), 1: dict(tied), 2: {"good": 0.9, "bad": 0.2, "flat": 0.3}}
     v = reproduce.c2("toy", scores, EFFECTS)
     assert v.verdict == "inconclusive" and v.estimate is None and v.ci_low is None
-    assert v.detail["why"].startswith("τ is defined in 1 of 3 seeds") and "not applicable" in v.detail["why"]
+    assert v.detail["why"].startswith("Kendall's τ is defined in 1 of 3 seeds") and "not applicable" in v.detail["why"]
     assert "τ is undefined in 2 of 3 seeds" in v.statement
-    assert prose.verdict(v).startswith("C2 on toy: inconclusive (τ is defined in 1 of 3 seeds")
+    assert prose.verdict(v).startswith("C2 on toy: inconclusive (Kendall's τ is defined in 1 of 3 seeds")
 
 
 def test_c2_interval_is_clipped_to_taus_range_and_said_so():

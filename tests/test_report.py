@@ -51,6 +51,13 @@ def test_target_weight_counts_the_floor_and_names_both_weights():
     assert "the weight the last epoch trained with (set by the α-step before it) is 0.05, 0.60" in text
 
 
+def test_final_weights_print_one_number_where_the_range_rounds_to_one():
+    runs = [avil_run(0, [1.0, 0.5]), avil_run(1, [1.0, 0.7])]
+    runs[1].task_weights[-1]["b"] = 0.0500001
+    assert report.final_weights(runs) == ("Task weights after the last α-step (range over seeds): `t` 0.50–0.70, "
+                                          "`a` 1.00, `b` 0.05.")
+
+
 def test_target_weight_pairs_the_pinned_variant_by_seed():
     runs = [avil_run(s, [1.0] * 3, test=v) for s, v in enumerate([0.80, 0.81, 0.82])]
     pinned = [avil_run(s, [1.0] * 3, test=v) for s, v in enumerate([0.70, 0.71, 0.72])]

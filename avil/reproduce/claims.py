@@ -309,10 +309,10 @@ def c2(suite: str, scores: Dict[int, Dict[str, float]], effects: Dict[str, Paire
         text += (f" τ is undefined {prose.count(len(undefined), n)}, left out as not applicable: "
                  + "; ".join(f"seed {s} ({why})" for s, why in sorted(undefined.items())) + ".")
     if diff is None:
-        why = (f"τ is defined {prose.count(len(taus), n)}: a mean τ with an interval needs two, so C2 is not "
-               "applicable on this suite")
+        why = (f"Kendall's τ is defined {prose.count(len(taus), n)}: a mean τ with an interval needs two, so C2 "
+               "is not applicable on this suite")
         detail["why"] = why
-        return _c2_verdict(suite, verdict, None, wins, "seeds", f"{why[:1].upper()}{why[1:]}. {text}", detail)
+        return _c2_verdict(suite, verdict, None, wins, "seeds", f"{why}. {text}", detail)
     return _c2_verdict(suite, verdict, diff, wins, "seeds", text, detail)
 
 

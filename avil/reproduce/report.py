@@ -103,7 +103,7 @@ def alpha_steps(runs: Sequence[History]) -> str:
              f"({config['weight_max']:g}) after {w_max} of {sum(len(h.task_weights) for h in runs)} epochs.")
     if at_max > n / 2:
         text += (" In most steps, then, the box's upper end, not the dev loss, decides how far the target's own "
-                 "update is taken: the dev loss would still fall beyond it.")
+                 "update is taken.")
     return text
 
 
@@ -115,8 +115,9 @@ def final_weights(runs: Sequence[History], names: Optional[Sequence[str]] = None
 
 
 def _weights_range(values: Sequence[float]) -> str:
-    low, high = min(values), max(values)
-    return f"{low:.2f}" + (f"–{high:.2f}" if high > low else "")
+    """``0.05–0.96``, or one number where the range rounds to one (``0.05``, never ``0.05–0.05``)."""
+    low, high = f"{min(values):.2f}", f"{max(values):.2f}"
+    return low if low == high else f"{low}–{high}"
 
 
 def target_weight(runs: Sequence[History], pinned: Sequence[History], suite: str = "this suite") -> str:
@@ -149,7 +150,8 @@ def target_weight(runs: Sequence[History], pinned: Sequence[History], suite: str
                  f"was {min(effective):.3g}" + (f"–{max(effective):.3g}" if max(effective) > min(effective) else "")
                  + f" against the schedule's {min(lr):.3g}. ")
     else:
-        text += f"Under {runs[0].config['optimizer']} a constant loss scale barely changes a task pass. "
+        name = {"adam": "Adam", "adamw": "AdamW"}.get(runs[0].config["optimizer"], runs[0].config["optimizer"])
+        text += f"Under {name} a constant loss scale barely changes a task pass. "
     if pinned:
         by_seed = {h.seed: h.test for h in runs}
         both = [h for h in pinned if h.seed in by_seed]
