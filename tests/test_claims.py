@@ -384,6 +384,8 @@ def test_effect_ranking_and_count():
     assert prose.effect("bad", EFFECTS["bad"]).startswith("bad: harmful (-10.33 ± ")
     assert prose.effect("flat", EFFECTS["flat"]).startswith("flat: no effect detected (mean +0.00 points; "
                                                             "smallest detectable with 80 % power about ")
+    assert prose.effect("one", paired_difference([0.9], [0.8])) == \
+        "one: no effect detected (mean +10.00 points; one seed gives no interval)"
     said = prose.ranking([("good", 1.2), ("flat", 0.9), ("bad", 0.9)], EFFECTS)
     assert said == ("The readout orders the auxiliaries good > flat = bad; their measured effects order them "
                     "good (helpful) > flat (no effect detected) > bad (harmful) (“=” marks a tie).")

@@ -104,6 +104,8 @@ def effect(aux: str, diff: PairedDifference, scale: float = 100.0, unit: str = "
     kind = effect_kind(diff)
     if kind == "no effect detected":
         mde = minimum_detectable_effect(diff)
+        if not math.isfinite(mde):
+            return f"{aux}: no effect detected (mean {signed(diff.mean, scale)} {unit}; one seed gives no interval)"
         return (f"{aux}: no effect detected (mean {signed(diff.mean, scale)} {unit}; smallest detectable "
                 f"with 80 % power about {plain(mde, scale)} {unit})")
     same_way = diff.wins if kind == "helpful" else sum(d < 0 for d in diff.differences)
