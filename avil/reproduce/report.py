@@ -251,7 +251,7 @@ def versus(columns: Dict[str, Dict[str, dict]], reference: str, scale: float = 1
     return "\n".join(lines)
 
 
-def _place(scores: Dict[str, float], name: str) -> str:
+def _readout_place(scores: Dict[str, float], name: str) -> str:
     """``2nd of 4`` / ``tied 1st with all 4`` / ``tied 3rd with right``: where ``name`` ranks by score."""
     above = sum(1 for s in scores.values() if s > scores[name])
     level = [a for a, s in scores.items() if s == scores[name] and a != name]
@@ -293,7 +293,7 @@ def extended(histories: Dict[str, List[History]], measured: Dict[str, object], m
     if runs and measured:
         worst = min(measured, key=lambda a: measured[a].difference.mean)
         text += (f"The readout (`{readout}`) places `{worst}`, the auxiliary with the lowest measured effect, as follows: "
-                 + "; ".join(f"seed {h.seed}: {_place(auxiliary_scores(h, readout), worst)}" for h in runs) + ". ")
+                 + "; ".join(f"seed {h.seed}: {_readout_place(auxiliary_scores(h, readout), worst)}" for h in runs) + ". ")
     if runs and histories.get(baseline):
         base = histories[baseline]
         text += f"`{method}`: {_best_epochs(runs)}; `{baseline}`: {_best_epochs(base)}."
