@@ -292,8 +292,9 @@ def extended(histories: Dict[str, List[History]], measured: Dict[str, object], m
     runs = histories.get(method, [])
     if runs and measured:
         worst = min(measured, key=lambda a: measured[a].difference.mean)
-        text += (f"The readout (`{readout}`) places `{worst}`, the auxiliary with the lowest measured effect, as follows: "
-                 + "; ".join(f"seed {h.seed}: {_readout_place(auxiliary_scores(h, readout), worst)}" for h in runs) + ". ")
+        places = [f"seed {h.seed}: {_readout_place(auxiliary_scores(h, readout), worst)}" for h in runs]
+        text += (f"The readout (`{readout}`) places `{worst}`, the auxiliary with the lowest measured effect, "
+                 f"as follows: {'; '.join(places)}. ")
     if runs and histories.get(baseline):
         base = histories[baseline]
         text += f"`{method}`: {_best_epochs(runs)}; `{baseline}`: {_best_epochs(base)}."
