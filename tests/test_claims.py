@@ -126,6 +126,9 @@ def test_c1_inconclusive_when_a_baseline_is_within_the_interval():
     v = reproduce.c1("toy", suite(**{**BEHIND, "uniform": [0.86, 0.86, 0.87]}))
     assert v.verdict == "inconclusive" and v.ci_low < 0 < v.ci_high
     assert "not measurably ahead of uniform" in v.statement
+    # what avil is measurably ahead of is named beside what it is not
+    assert "avil is measurably ahead of single_task and diw but not measurably ahead of uniform" in v.statement
+    assert "avil − uniform (the strongest baseline): " in v.statement
     # at α/3, the strictest step of Holm over the three comparisons (t_{0.99167, 2} = 7.65 instead of 4.30)
     assert "smallest detectable effect about 5.81 points (80 % power, α = 0.0167)" in v.statement
 

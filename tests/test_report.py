@@ -137,3 +137,13 @@ def test_effects_baseline_says_why_the_two_single_task_numbers_differ():
     text = report.effects_baseline(EFFECTS, summary)
     assert text.startswith("The effects table's `single_task` (80.33) is not the methods table's (72.00)")
     assert "`uniform` on all 3 tasks" in text
+
+
+def test_rankings_state_the_measured_order_once_and_each_seeds_tau():
+    runs = [avil_run(0, [1.0] * 2), avil_run(1, [1.0] * 2)]
+    runs[1].task_weights[-1]["b"] = 2.0  # seed 1's readout puts b above a, as the effects do
+    text = report.rankings(runs, EFFECTS)
+    assert text.count("The measured effects order the auxiliaries b (no effect detected) > a (harmful)") == 1
+    assert "- seed 0: a > b (τ = -1.00)" in text and "- seed 1: b > a (τ = +1.00)" in text
+    runs[0].task_weights[-1]["b"] = 1.0  # every score ties: no τ
+    assert "- seed 0: a = b (τ undefined: every score ties)" in report.rankings(runs, EFFECTS)

@@ -104,6 +104,11 @@ def _comparison(diff: PairedDifference, adjusted: Optional[float] = None) -> dic
             "minimum_detectable_effect": minimum_detectable_effect(diff)}
 
 
+def _listed(names: Sequence[str], conjunction: str) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {conjunction} {names[-1]}"
+
+
 def _clause(label: str, other: str, diff: PairedDifference, scale: float, unit: str, p: str,
             alpha: float = 0.05) -> str:
     """``avil − uniform: +1.23 points, 95 % CI [+0.40, +2.06], avil ahead in 3 of 3 seeds, Holm-adjusted p = 0.012``
@@ -176,11 +181,10 @@ def c1(suite: str, histories: Dict[str, List[History]], method: str = "avil",
         why = f"{' and '.join(behind)} {'is' if len(behind) == 1 else 'are'} measurably ahead of {method}"
     else:
         open_ = [b for b in present if b not in ahead]
-        why = (f"{method} is not measurably ahead of {', '.join(open_)}, and no baseline is measurably ahead of "
-               f"{method}")
-    clauses = [_clause(method, b, diffs[b], scale, unit, f"Holm-adjusted {prose.p_phrase(adjusted[b])}",
-                       alpha / len(present))
-               + (" (strongest baseline)" if b == strongest else "") for b in present]
+        why = ((f"{method} is measurably ahead of {_listed(ahead, 'and')} but " if ahead else f"{method} is ")
+               + f"not measurably ahead of {_listed(open_, 'or')}, and no baseline is measurably ahead of {method}")
+    clauses = [_clause(method, f"{b} (the strongest baseline)" if b == strongest else b, diffs[b], scale, unit,
+                       f"Holm-adjusted {prose.p_phrase(adjusted[b])}", alpha / len(present)) for b in present]
     statement = (f"{_head('C1', suite, verdict)} {why} ({correction}; paired 95 % t-intervals over seeds). "
                  + "; ".join(clauses) + ".")
     others = [k for k in histories if k not in present and k != method and not k.startswith(f"{method} (")]

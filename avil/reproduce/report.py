@@ -71,10 +71,30 @@ def effects_baseline(measured: Dict[str, object], summary: Dict[str, dict], base
 
 
 def rankings(runs: Sequence[History], measured: Dict[str, object], readout: str = DEFAULT_READOUT) -> str:
-    """Per seed, αVIL's ranking of the auxiliaries by ``readout`` beside the
-    order of their measured effects ({aux: AuxiliaryEffect})."""
+    """The order of the auxiliaries' measured effects ({aux: AuxiliaryEffect}),
+    stated once (one measurement serves every seed), then per seed αVIL's order
+    by ``readout`` and the seed's Kendall τ-b between the two, C2's number
+    (``claims.c2``; "undefined" where every score ties)."""
+    from .claims import c2
+
     diffs = {aux: e.difference for aux, e in measured.items()}
-    return "\n".join(f"- seed {h.seed}: {prose.ranking(rank_auxiliaries(h, readout), diffs)}" for h in runs)
+    scores = {h.seed: auxiliary_scores(h, readout) for h in runs}
+    taus = c2("", scores, diffs).detail.get("taus", {}) if len(diffs) > 1 else {}
+    kinds = {a: prose.effect_kind(d) for a, d in diffs.items()}
+    groups = prose._grouped([(a, d.mean) for a, d in diffs.items()])
+    if len(set(kinds.values())) == 1:
+        measured_text = f"{prose.order(groups)} (each: {next(iter(kinds.values()))})"
+    else:
+        measured_text = prose.order(groups, kinds)
+    lines = [f"The measured effects order the auxiliaries {measured_text}, by their mean over seeds. The readout "
+             f"(`{readout}`) orders them, per seed, with Kendall's τ-b between that order and the effects' means "
+             f"(+1 the same order, −1 reversed; C2 averages it):"]
+    for h in runs:
+        tau = f"τ = {prose.signed(taus[h.seed])}" if h.seed in taus else "τ undefined: every score ties"
+        lines.append(f"- seed {h.seed}: {prose.order(prose._grouped(list(scores[h.seed].items())))} ({tau})")
+    tied = any(len(g) > 1 for g in groups) or any(
+        len(g) > 1 for s in scores.values() for g in prose._grouped(list(s.items())))
+    return "\n".join(lines) + ("\n\n“=” marks a tie." if tied else "")
 
 
 def alpha_steps(runs: Sequence[History]) -> str:
@@ -217,7 +237,7 @@ def against_single_task(summary: Dict[str, dict], labels: Sequence[str] = ("avil
 
 def cost(shares: Dict[str, dict]) -> str:
     """The α-step's share of αVIL's epoch time (``alpha_step_cost``)."""
-    return " ".join(f"`{label}`: the α-step took {c['alpha_step_seconds']:.2f} s of a {c['epoch_seconds']:.2f} s "
+    return " ".join(f"`{label}`: the α-step took {c['alpha_step_seconds']:.1f} s of a {c['epoch_seconds']:.1f} s "
                     f"epoch on average, {100 * c['share']:.1f} % of the time ({c['epochs']} epochs)."
                     for label, c in shares.items())
 
