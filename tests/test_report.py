@@ -147,3 +147,14 @@ def test_rankings_state_the_measured_order_once_and_each_seeds_tau():
     assert "- seed 0: a > b (τ = -1.00)" in text and "- seed 1: b > a (τ = +1.00)" in text
     runs[0].task_weights[-1]["b"] = 1.0  # every score ties: no τ
     assert "- seed 0: a = b (τ undefined: every score ties)" in report.rankings(runs, EFFECTS)
+
+
+def test_ablation_ranks_the_tasks_and_counts_zero_and_negative_entries():
+    records = [{"rule": "avil", "seed": 0, "epoch": 1, "t": 0.10, "a": 0.0, "b": -0.002},
+               {"rule": "avil", "seed": 1, "epoch": 1, "t": 0.30, "a": 0.02, "b": 0.0}]
+    text = report.ablation(records)
+    assert "over 2 α-steps (2 seeds)" in text
+    assert "`t` +0.2000, `a` +0.0100, `b` -0.0010 (largest first)" in text
+    assert "Of the 6 entries, 2 are exactly 0 and 1 negative (at most 0.0020 below 0)" in text
+    records[0]["b"] = 0.001
+    assert "0 negative." in report.ablation(records)

@@ -235,6 +235,32 @@ def against_single_task(summary: Dict[str, dict], labels: Sequence[str] = ("avil
             f"`{baseline}`: " + "; ".join(out) + ".")
 
 
+def ablation(records: Sequence[dict], digits: int = 4) -> str:
+    """What the per-delta ablation (``ablation_records``) says, per rule: each
+    task's mean rise of the target's dev loss when its update is dropped, over
+    seeds and epochs, largest first; how many entries are exactly 0 and how
+    many negative (the target's dev loss lower without that update)."""
+    by_rule: Dict[str, List[dict]] = {}
+    for r in records:
+        by_rule.setdefault(r["rule"], []).append(r)
+    lines = []
+    for rule, rows in by_rule.items():
+        tasks = [k for k in rows[0] if k not in ("rule", "seed", "epoch")]
+        means = sorted(((t, statistics.fmean(r[t] for r in rows)) for t in tasks), key=lambda item: -item[1])
+        cells = [r[t] for r in rows for t in tasks]
+        negative = [c for c in cells if c < 0]
+        seeds = len({r["seed"] for r in rows})
+        text = (f"`{rule}`: over {len(rows)} α-steps ({prose.seeds_phrase(seeds)}), dropping a task's update "
+                f"changes the target's dev loss by, on average, "
+                + ", ".join(f"`{t}` {m:+.{digits}f}" for t, m in means) + " (largest first). "
+                f"Of the {len(cells)} entries, {sum(1 for c in cells if c == 0)} are exactly 0 and "
+                f"{len(negative)} negative")
+        text += (f" (at most {abs(min(negative)):.{digits}f} below 0): there the target's dev loss would have "
+                 "been lower without that update." if negative else ".")
+        lines.append(text)
+    return "\n\n".join(lines)
+
+
 def cost(shares: Dict[str, dict]) -> str:
     """The α-step's share of αVIL's epoch time (``alpha_step_cost``)."""
     return " ".join(f"`{label}`: the α-step took {c['alpha_step_seconds']:.1f} s of a {c['epoch_seconds']:.1f} s "
