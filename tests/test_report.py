@@ -158,3 +158,18 @@ def test_ablation_ranks_the_tasks_and_counts_zero_and_negative_entries():
     assert "Of the 6 entries, 2 are exactly 0 and 1 negative (at most 0.0020 below 0)" in text
     records[0]["b"] = 0.001
     assert "0 negative." in report.ablation(records)
+
+
+def test_against_single_task_says_where_c1s_smaller_family_decides_otherwise():
+    import types
+
+    summary = summary_of(single_task=[0.80, 0.81, 0.83], avil=[0.82, 0.82, 0.86], static=[0.79, 0.84, 0.83])
+    c1 = types.SimpleNamespace(detail={"method": "avil", "ahead": ["single_task"],
+                                       "comparisons": {"single_task": {"holm_p": 0.047}, "uniform": {"holm_p": 1.0}}})
+    text = report.against_single_task(summary, c1=c1)
+    assert "`avil` did not beat `single_task`" in text
+    assert ("C1 corrects over its 2 baselines, the methods table over its 2 comparisons with `single_task`: in "
+            "C1's family the same difference has Holm-adjusted p = 0.047, and `avil` is measurably ahead of "
+            "`single_task` there.") in text
+    c1.detail["ahead"] = []  # C1 agrees with the table: nothing to reconcile
+    assert "C1 corrects" not in report.against_single_task(summary, c1=c1)
