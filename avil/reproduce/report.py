@@ -268,10 +268,9 @@ def ablation(records: Sequence[dict], digits: int = 4) -> str:
         text = (f"`{rule}`: over {len(rows)} α-steps ({prose.seeds_phrase(seeds)}), dropping a task's update "
                 f"changes the target's dev loss by, on average, "
                 + ", ".join(f"`{t}` {m:+.{digits}f}" for t, m in means) + " (largest first). "
-                f"Of the {len(cells)} entries, {sum(1 for c in cells if c == 0)} are exactly 0 and "
-                f"{len(negative)} negative")
-        text += (f" (at most {abs(min(negative)):.{digits}f} below 0): there the target's dev loss would have "
-                 "been lower without that update." if negative else ".")
+                f"Of the {len(cells)} entries, {sum(1 for c in cells if c == 0)} are exactly 0 and ")
+        text += (f"{len(negative)} negative (at most {abs(min(negative)):.{digits}f} below 0): there the target's "
+                 "dev loss would have been lower without that update." if negative else "none is negative.")
         lines.append(text)
     return "\n\n".join(lines)
 
