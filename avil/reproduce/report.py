@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Sequence
 from ..history import History
 from ..ranking import DEFAULT_READOUT, auxiliary_scores, rank_auxiliaries
 from . import prose
+from .claims import c2
 from .stats import PairedDifference, paired_difference
 from .tables import holm_vs_baseline
 
@@ -75,8 +76,6 @@ def rankings(runs: Sequence[History], measured: Dict[str, object], readout: str 
     stated once (one measurement serves every seed), then per seed αVIL's order
     by ``readout`` and the seed's Kendall τ-b between the two, C2's number
     (``claims.c2``; "undefined" where every score ties)."""
-    from .claims import c2
-
     diffs = {aux: e.difference for aux, e in measured.items()}
     scores = {h.seed: auxiliary_scores(h, readout) for h in runs}
     taus = c2("", scores, diffs).detail.get("taus", {}) if len(diffs) > 1 else {}
