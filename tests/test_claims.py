@@ -103,7 +103,16 @@ def test_c1_reproduced_when_avil_is_ahead_of_every_baseline_after_holm():
     assert v.detail["strongest"] == "uniform"
     assert (v.estimate, v.ci_low, v.ci_high, v.seeds, v.wins) == pytest.approx(
         (strongest.mean, strongest.low, strongest.high, 3, 3))
-    assert "Holm over the 3 comparisons" in v.statement and "95 % CI [+2.45, +3.88]" in v.statement
+    assert "Holm over C1's 3 baselines (single_task, uniform, diw)" in v.statement
+    assert "95 % CI [+2.45, +3.88]" in v.statement
+
+
+def test_c1_names_its_baselines_and_what_it_leaves_to_c3():
+    histories = {**suite(**BEHIND), "static": runs("static", [0.95, 0.96, 0.97])}
+    v = reproduce.c1("toy", histories)
+    assert v.verdict == "reproduced" and set(v.detail["comparisons"]) == {"single_task", "uniform", "diw"}
+    assert "ahead of each of C1's baselines: single_task, uniform, diw" in v.statement
+    assert "static is not among them (C3 sets αVIL against static)" in v.statement
 
 
 def test_c1_not_reproduced_when_a_baseline_is_measurably_ahead():
@@ -117,8 +126,11 @@ def test_c1_inconclusive_when_a_baseline_is_within_the_interval():
     v = reproduce.c1("toy", suite(**{**BEHIND, "uniform": [0.86, 0.86, 0.87]}))
     assert v.verdict == "inconclusive" and v.ci_low < 0 < v.ci_high
     assert "not measurably ahead of uniform" in v.statement
+    # what avil is measurably ahead of is named beside what it is not
+    assert "avil is measurably ahead of single_task and diw but not measurably ahead of uniform" in v.statement
+    assert "avil − uniform (the strongest baseline): " in v.statement
     # at α/3, the strictest step of Holm over the three comparisons (t_{0.99167, 2} = 7.65 instead of 4.30)
-    assert "smallest detectable effect about 5.81 points at α = 0.0167" in v.statement
+    assert "smallest detectable effect about 5.81 points (80 % power, α = 0.0167)" in v.statement
 
 
 def test_c1_holm_turns_a_lone_uncorrected_win_into_inconclusive():
@@ -185,7 +197,9 @@ def test_c2_tau_is_scipys_tau_b_per_seed_with_ties():
     assert v.detail["score_ties"][1] == [["bad", "flat"]]
     taus = list(v.detail["taus"].values())
     reference = paired_difference(taus, [0.0] * 3)
-    assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((reference.mean, reference.low, reference.high))
+    # the t-interval, clipped to τ's range
+    assert (v.estimate, v.ci_low, v.ci_high) == pytest.approx((reference.mean, max(reference.low, -1.0),
+                                                               min(reference.high, 1.0)))
     assert v.detail["helpful"] == ["good"] and v.detail["harmful"] == ["bad"]
     assert v.wins == 2 and v.detail["order"] == {0: "above", 1: "above", 3: "below"}
 
@@ -199,14 +213,35 @@ def test_c2_reproduced_and_not_reproduced():
     assert v.verdict == "not reproduced" and v.estimate == -1.0 and v.wins == 0
 
 
-def test_c2_counts_and_reports_ties_and_undefined_tau():
-    scores = {0: {"good": 1.0, "bad": 0.1, "flat": 0.5}, 1: {"good": 0.4, "bad": 0.4, "flat": 0.4}}
+def test_c2_leaves_out_seeds_with_undefined_tau_and_says_so():
+    scores = {0: {"good": 1.0, "bad": 0.1, "flat": 0.5}, 1: {"good": 0.4, "bad": 0.4, "flat": 0.4},
+              2: {"good": 0.9, "bad": 0.2, "flat": 0.3}}
     v = reproduce.c2("toy", scores, EFFECTS)
-    assert v.detail["tau_undefined"] == {1: "all scores tie"} and v.detail["taus"][1] == 0.0
-    assert v.detail["order"][1] == "tie" and v.detail["ties"] == [1] and v.wins == 1
-    assert "they tie in 1 of 2 seeds (seed 1)" in v.statement
-    assert "undefined and counted as 0 in seed 1 (all scores tie)" in v.statement
-    assert v.verdict == "inconclusive"
+    assert v.detail["tau_undefined"] == {1: "all scores tie"} and 1 not in v.detail["taus"]
+    assert v.seeds == 2 and v.estimate == pytest.approx(1.0)  # the mean of seeds 0 and 2 only, not of 1, 0, 1
+    assert v.detail["order"][1] == "tie" and v.detail["ties"] == [1] and v.wins == 2
+    assert "they tie in 1 of 3 seeds (seed 1)" in v.statement
+    assert "τ is undefined in 1 of 3 seeds, left out as not applicable: seed 1 (all scores tie)" in v.statement
+
+
+def test_c2_with_fewer_than_two_defined_taus_is_not_applicable():
+    tied = {"good": 0.05, "bad": 0.05, "flat": 0.05}
+    scores = {0: dict(tied), 1: dict(tied), 2: {"good": 0.9, "bad": 0.2, "flat": 0.3}}
+    v = reproduce.c2("toy", scores, EFFECTS)
+    assert v.verdict == "inconclusive" and v.estimate is None and v.ci_low is None
+    assert v.detail["why"].startswith("Kendall's τ is defined in 1 of 3 seeds") and "not applicable" in v.detail["why"]
+    assert "τ is undefined in 2 of 3 seeds" in v.statement
+    assert prose.verdict(v).startswith("C2 on toy: inconclusive (Kendall's τ is defined in 1 of 3 seeds")
+
+
+def test_c2_interval_is_clipped_to_taus_range_and_said_so():
+    scores = {0: {"good": 1.0, "flat": 0.5, "bad": 0.1}, 1: {"good": 1.0, "flat": 0.5, "bad": 0.1},
+              2: {"good": 1.0, "flat": 0.1, "bad": 0.5}}  # τ = 1, 1, 1/3: the raw t-interval ends above 1
+    v = reproduce.c2("toy", scores, EFFECTS)
+    raw = paired_difference(list(v.detail["taus"].values()), [0.0] * 3)
+    assert raw.high > 1 and v.ci_high == 1.0 and v.ci_low == pytest.approx(raw.low)
+    assert v.detail["ci_clipped"] and "clipped to τ's range [−1, 1]" in v.statement
+    assert v.verdict == ("reproduced" if raw.low > 0 else "inconclusive")  # clipping never moves the verdict
 
 
 @pytest.mark.parametrize("scores, effects, why", [
@@ -255,6 +290,16 @@ def test_c2_pooled_over_suites():
         reproduce.c2_pooled("synthetic", {"a": math.nan}, {"a": True})
 
 
+def test_c2_pooled_leaves_out_suites_where_c2_is_not_applicable():
+    taus = {"s0": 0.5, "s1": None, "s2": 0.6, "s3": 0.4}
+    v = reproduce.c2_pooled("synthetic", taus, {"s0": True, "s1": None, "s2": True, "s3": False})
+    reference = paired_difference([0.5, 0.6, 0.4], [0.0] * 3)
+    assert v.seeds == 3 and v.estimate == pytest.approx(reference.mean) and v.detail["not_applicable"] == ["s1"]
+    assert "not applicable on 1 of 4 suites" in v.statement and "left out: s1" in v.statement
+    v = reproduce.c2_pooled("synthetic", {"a": 0.5, "b": None}, {"a": True, "b": None})
+    assert v.verdict == "inconclusive" and v.estimate is None
+
+
 # -- C3 -------------------------------------------------------------------------
 
 AVIL_BY_SEED = {0: 0.85, 1: 0.86, 2: 0.87}
@@ -273,7 +318,9 @@ def test_c3_verdicts(static, avil_seconds, verdict):
     d = paired_difference(list(AVIL_BY_SEED.values()), list(static.values()))
     assert (v.estimate, v.ci_low, v.ci_high, v.wins) == pytest.approx((d.mean, d.low, d.high, d.wins))
     assert v.detail["cost_ratio"] == pytest.approx(200.0 / avil_seconds)
-    assert "9 runs and 200 s" in v.statement and "above -1.00 points" in v.statement
+    # one decimal, so the printed times divide to the printed ratio
+    assert f"9 runs and 200.0 s of training time, {200 / avil_seconds:.1f}× the {avil_seconds:.1f} s" in v.statement
+    assert "above -1.00 points" in v.statement
 
 
 def test_c3_margin_decides_a_small_shortfall():
@@ -326,12 +373,12 @@ def test_difference_wording_follows_the_interval():
     none = paired_difference([0.86, 0.86, 0.87], [0.85, 0.87, 0.88])
     mde = 100 * minimum_detectable_effect(none)
     assert prose.difference("avil", "uniform", none) == (
-        "no difference between avil and uniform was detected at this power (mean -0.33 points; the smallest "
-        f"effect these 3 seeds could detect is about {mde:.2f} points)")
+        "no difference between avil and uniform was detected (mean -0.33 points; the smallest "
+        f"effect these 3 seeds could detect with 80 % power is about {mde:.2f} points)")
     one = paired_difference([0.9], [0.8])
     # Holm decides where the adjusted p is given, and the detectable effect is the strictest step's
     assert prose.difference("avil", "uniform", ahead, holm_p=0.06, family=3).startswith(
-        "no difference between avil and uniform was detected at this power after Holm's correction over 3")
+        "no difference between avil and uniform was detected after Holm's correction over 3")
     assert "Holm-adjusted p = 0.012 over 3" in prose.difference("avil", "uniform", ahead, holm_p=0.012, family=3)
     assert "no effect of any size could be detected" in prose.difference("avil", "uniform", one)
 
@@ -340,7 +387,9 @@ def test_effect_ranking_and_count():
     assert prose.effect("good", EFFECTS["good"]).startswith("good: helpful (+10.67 ± ")
     assert prose.effect("bad", EFFECTS["bad"]).startswith("bad: harmful (-10.33 ± ")
     assert prose.effect("flat", EFFECTS["flat"]).startswith("flat: no effect detected (mean +0.00 points; "
-                                                            "smallest detectable about ")
+                                                            "smallest detectable with 80 % power about ")
+    assert prose.effect("one", paired_difference([0.9], [0.8])) == \
+        "one: no effect detected (mean +10.00 points; one seed gives no interval)"
     said = prose.ranking([("good", 1.2), ("flat", 0.9), ("bad", 0.9)], EFFECTS)
     assert said == ("The readout orders the auxiliaries good > flat = bad; their measured effects order them "
                     "good (helpful) > flat (no effect detected) > bad (harmful) (“=” marks a tie).")
@@ -351,6 +400,13 @@ def test_effect_ranking_and_count():
 def test_verdicts_table():
     verdicts = [reproduce.c1("toy", suite(**BEHIND)), reproduce.not_measured("C2", "text", "no readout")]
     frame = prose.verdicts_table(verdicts)
-    assert list(frame.columns) == ["claim", "suite", "verdict", "estimate", "95 % CI", "seeds", "wins"]
-    assert frame.iloc[0].tolist() == ["C1", "toy", "reproduced", "+3.17 points", "[+2.45, +3.88]", 3, "3/3"]
-    assert frame.iloc[1].tolist() == ["C2", "text", "not measured", "—", "—", "—", "—"]
+    assert list(frame.columns) == ["claim", "suite", "verdict", "estimate", "95 % CI", "seeds", "wins",
+                                   "estimate is", "a win is"]
+    assert frame.iloc[0].tolist() == ["C1", "toy", "reproduced", "+3.17 points", "[+2.45, +3.88]", 3, "3/3",
+                                      "avil − uniform, the strongest baseline, on the test metric, in points",
+                                      "one of the seeds with avil ahead"]
+    assert frame.iloc[1].tolist() == ["C2", "text", "not measured", "—", "—", "—", "—", "—", "—"]
+    c2 = reproduce.c2("toy", {s: {"good": 2.0, "flat": 1.0, "bad": 0.1} for s in range(3)}, EFFECTS)
+    row = prose.verdicts_table([c2]).iloc[0]
+    assert row["estimate is"] == "mean Kendall τ-b"
+    assert row["a win is"] == "one of the seeds with every helpful auxiliary above every harmful one"

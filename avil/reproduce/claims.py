@@ -6,7 +6,8 @@ suite (docs/design.md §6): ``reproduced``, ``not reproduced``,
   Holm's correction over those comparisons.
 - C2 (``c2``, ``c2_pooled``): Kendall τ-b between αVIL's readout of the
   auxiliaries and their measured effects on the target, per seed (or per
-  suite), its mean's 95 % t-interval against 0.
+  suite), its mean's 95 % t-interval (clipped to [−1, 1]) against 0; a seed
+  whose τ is undefined is left out and reported.
 - C3 (``c3``): αVIL against a static-weight search's chosen run, paired per
   seed, within a margin, and its wall time against the search's.
 
@@ -103,6 +104,11 @@ def _comparison(diff: PairedDifference, adjusted: Optional[float] = None) -> dic
             "minimum_detectable_effect": minimum_detectable_effect(diff)}
 
 
+def _listed(names: Sequence[str], conjunction: str) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {conjunction} {names[-1]}"
+
+
 def _clause(label: str, other: str, diff: PairedDifference, scale: float, unit: str, p: str,
             alpha: float = 0.05) -> str:
     """``avil − uniform: +1.23 points, 95 % CI [+0.40, +2.06], avil ahead in 3 of 3 seeds, Holm-adjusted p = 0.012``
@@ -111,7 +117,7 @@ def _clause(label: str, other: str, diff: PairedDifference, scale: float, unit: 
             f"{prose.interval(diff.low, diff.high, scale)}, {label} ahead {prose.count(diff.wins, diff.seeds)}, {p}")
     if diff.low <= 0 <= diff.high:
         mde = minimum_detectable_effect(diff, alpha=alpha)
-        text += (f", smallest detectable effect about {prose.plain(mde, scale)} {unit} at α = {alpha:.3g}"
+        text += (f", smallest detectable effect about {prose.plain(mde, scale)} {unit} (80 % power, α = {alpha:.3g})"
                  if math.isfinite(mde)
                  else ", no interval with one seed")
     return text
@@ -166,21 +172,26 @@ def c1(suite: str, histories: Dict[str, List[History]], method: str = "avil",
     behind = [b for b in present if adjusted[b] < alpha and diffs[b].mean < 0]
     strongest = max(present, key=lambda b: means[b])
     verdict = "not reproduced" if behind else "reproduced" if len(ahead) == len(present) else "inconclusive"
-    correction = f"Holm over the {len(present)} comparison{'s' if len(present) > 1 else ''}, α = {alpha:g}"
+    correction = (f"Holm over C1's {len(present)} baseline{'s' if len(present) > 1 else ''} "
+                  f"({', '.join(present)}), α = {alpha:g}")
 
     if verdict == "reproduced":
-        why = f"{method} is measurably ahead of every baseline run: {', '.join(present)}"
+        why = f"{method} is measurably ahead of each of C1's baselines: {', '.join(present)}"
     elif verdict == "not reproduced":
         why = f"{' and '.join(behind)} {'is' if len(behind) == 1 else 'are'} measurably ahead of {method}"
     else:
         open_ = [b for b in present if b not in ahead]
-        why = (f"{method} is not measurably ahead of {', '.join(open_)}, and no baseline is measurably ahead of "
-               f"{method}")
-    clauses = [_clause(method, b, diffs[b], scale, unit, f"Holm-adjusted {prose.p_phrase(adjusted[b])}",
-                       alpha / len(present))
-               + (" (strongest baseline)" if b == strongest else "") for b in present]
+        why = ((f"{method} is measurably ahead of {_listed(ahead, 'and')} but " if ahead else f"{method} is ")
+               + f"not measurably ahead of {_listed(open_, 'or')}, and no baseline is measurably ahead of {method}")
+    clauses = [_clause(method, f"{b} (the strongest baseline)" if b == strongest else b, diffs[b], scale, unit,
+                       f"Holm-adjusted {prose.p_phrase(adjusted[b])}", alpha / len(present)) for b in present]
     statement = (f"{_head('C1', suite, verdict)} {why} ({correction}; paired 95 % t-intervals over seeds). "
                  + "; ".join(clauses) + ".")
+    others = [k for k in histories if k not in present and k != method and not k.startswith(f"{method} (")]
+    if others:
+        statement += (f" C1's baselines are the multitask approaches the paper names and gcs; "
+                      f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} not among them"
+                      + (" (C3 sets αVIL against static)" if "static" in others else "") + ".")
     dropped = {b: seeds for b, seeds in unpaired.items() if seeds}
     if dropped:
         statement += " Seeds run by only one side were left out: " + "; ".join(
@@ -196,11 +207,20 @@ def c1(suite: str, histories: Dict[str, List[History]], method: str = "avil",
 
 def _tau_rule(taus: Sequence[float]) -> Tuple[str, Optional[PairedDifference]]:
     """C2's rule on per-unit τ: reproduced when the mean's 95 % t-interval is
-    above 0, not reproduced when it is at or below 0, else inconclusive."""
-    if not taus:
+    above 0, not reproduced when it is at or below 0, else inconclusive. Fewer
+    than two units: inconclusive and no estimate (a t-interval needs two)."""
+    if len(taus) < 2:
         return "inconclusive", None
     diff = paired_difference(list(taus), [0.0] * len(taus))  # mean τ and its t-interval
     return ("reproduced" if diff.low > 0 else "not reproduced" if diff.high <= 0 else "inconclusive"), diff
+
+
+def _tau_interval(diff: PairedDifference) -> Tuple[float, float, bool]:
+    """The mean τ's t-interval clipped to τ's range [−1, 1], and whether it was
+    clipped (a t-interval knows no bounds; τ does). Clipping never moves an end
+    across 0, so the verdict is the same either way."""
+    low, high = max(diff.low, -1.0), min(diff.high, 1.0)
+    return low, high, (low, high) != (diff.low, diff.high)
 
 
 _C2_CORRECTION = ("one test per suite, no multiple-comparison correction; each auxiliary's helpful or harmful "
@@ -213,11 +233,15 @@ def _c2_verdict(suite: str, verdict: str, diff: Optional[PairedDifference], wins
         return Verdict("C2", suite, verdict, None, None, None, 0, None,
                        f"{_head('C2', suite, verdict)} {text}", detail, measure="mean Kendall τ-b",
                        correction=_C2_CORRECTION, units=units)
+    low, high, clipped = _tau_interval(diff)
+    detail["ci_clipped"] = clipped
     statement = (f"{_head('C2', suite, verdict)} Kendall τ-b between the readout and the measured effects averages "
                  f"{prose.signed(diff.mean)} over {prose.seeds_phrase(diff.seeds, units)} (95 % t-interval "
-                 f"{prose.interval(diff.low, diff.high)}; the rule asks for an interval above 0). {text} "
+                 f"{prose.interval(low, high)}"
+                 + (", clipped to τ's range [−1, 1]" if clipped else "")
+                 + f"; the rule asks for an interval above 0). {text} "
                  f"{_C2_CORRECTION[0].upper()}{_C2_CORRECTION[1:]}.")
-    return Verdict("C2", suite, verdict, diff.mean, diff.low, diff.high, diff.seeds, wins, statement, detail,
+    return Verdict("C2", suite, verdict, diff.mean, low, high, diff.seeds, wins, statement, detail,
                    measure="mean Kendall τ-b", correction=_C2_CORRECTION,
                    wins_meaning="with every helpful auxiliary above every harmful one", units=units)
 
@@ -229,11 +253,14 @@ def c2(suite: str, scores: Dict[int, Dict[str, float]], effects: Dict[str, Paire
         higher: more useful); effects: {auxiliary: its measured effect on the
         target} (``auxiliary_effects(...)[aux].difference``).
     Per seed, Kendall τ-b (scipy, ties handled) between the scores and the
-    effects' means; where it is undefined (all scores, or all effects, tie)
-    it counts as 0 and the detail and statement say so. Estimate: the mean τ
-    over seeds with its 95 % t-interval; reproduced when the interval is
-    above 0, not reproduced when it is at or below 0, else inconclusive (also
-    with fewer than 2 auxiliaries or no seeds). Helpful: the effect's 95 % CI
+    effects' means; a seed where it is undefined (all scores, or all effects,
+    tie) is not applicable: it is left out of the mean and the statement
+    counts and names it (``detail["tau_undefined"]``). Estimate: the mean τ
+    over the other seeds with its 95 % t-interval, clipped to [−1, 1];
+    reproduced when the interval is above 0, not reproduced when it is at or
+    below 0, else inconclusive (also with fewer than 2 auxiliaries, or fewer
+    than 2 seeds with a defined τ: then C2 is not applicable on the suite and
+    there is no estimate). Helpful: the effect's 95 % CI
     above 0, harmful: below 0; wins: seeds where every helpful auxiliary
     scores strictly above every harmful one (``detail["ties"]``: seeds where
     the lowest helpful and highest harmful score are equal)."""
@@ -263,8 +290,8 @@ def c2(suite: str, scores: Dict[int, Dict[str, float]], effects: Dict[str, Paire
         tau = float(stats.kendalltau(values, means)[0])
         if math.isnan(tau):
             undefined[seed] = "all scores tie" if len(set(values)) == 1 else "all effects' means tie"
-            tau = 0.0
-        taus[seed] = tau
+        else:
+            taus[seed] = tau
         score_ties[seed] = [g for g in ties(sorted(per_aux.items(), key=lambda item: -item[1])) if len(g) > 1]
         if helpful and harmful:
             low, high = min(per_aux[a] for a in helpful), max(per_aux[a] for a in harmful)
@@ -283,36 +310,49 @@ def c2(suite: str, scores: Dict[int, Dict[str, float]], effects: Dict[str, Paire
     else:
         text += " Without both a helpful and a harmful auxiliary, no seed's order of the two could be checked."
     if undefined:
-        text += " τ is undefined and counted as 0 in " + "; ".join(
-            f"seed {s} ({why})" for s, why in sorted(undefined.items())) + "."
+        text += (f" τ is undefined {prose.count(len(undefined), n)}, left out as not applicable: "
+                 + "; ".join(f"seed {s} ({why})" for s, why in sorted(undefined.items())) + ".")
+    if diff is None:
+        why = (f"Kendall's τ is defined {prose.count(len(taus), n)}: a mean τ with an interval needs two, so C2 "
+               "is not applicable on this suite")
+        detail["why"] = why
+        return _c2_verdict(suite, verdict, None, wins, "seeds", f"{why}. {text}", detail)
     return _c2_verdict(suite, verdict, diff, wins, "seeds", text, detail)
 
 
-def c2_pooled(suite: str, taus: Dict[str, float], above: Dict[str, bool]) -> Verdict:
+def c2_pooled(suite: str, taus: Dict[str, Optional[float]], above: Dict[str, Optional[bool]]) -> Verdict:
     """C2's rule where the units are suites (e.g. ten synthetic suites): taus:
-    {suite: its mean Kendall τ-b}; above: {suite: whether every helpful
+    {suite: its mean Kendall τ-b, None where C2 is not applicable there (τ
+    defined in fewer than two seeds)}; above: {suite: whether every helpful
     auxiliary scored above every harmful one there, None where a suite holds
-    no helpful or no harmful auxiliary}. Reproduced when the mean
-    τ's 95 % t-interval over the suites is above 0, not reproduced when at or
-    below 0, else inconclusive; wins: suites where ``above`` holds."""
+    no helpful or no harmful auxiliary}. Suites without a τ are left out and
+    named. Reproduced when the mean τ's 95 % t-interval over the other suites
+    (clipped to [−1, 1]) is above 0, not reproduced when at or below 0, else
+    inconclusive (also with fewer than two suites); wins: suites where
+    ``above`` holds."""
     if set(taus) != set(above):
         raise ValueError(f"C2 on {suite}: τ for {sorted(taus)} but `above` for {sorted(above)}. "
                          "Fix: give both for the same suites.")
-    bad = {k: t for k, t in taus.items() if not (math.isfinite(t) and -1 <= t <= 1)}
+    bad = {k: t for k, t in taus.items() if t is not None and not (math.isfinite(t) and -1 <= t <= 1)}
     if bad:
-        raise ValueError(f"C2 on {suite}: τ {bad} not in [-1, 1]. Fix: count an undefined τ as 0, as c2 does.")
-    verdict, diff = _tau_rule(list(taus.values()))
-    detail = {"taus": taus, "above": above}
+        raise ValueError(f"C2 on {suite}: τ {bad} not in [-1, 1]. Fix: pass None for a suite whose τ is undefined.")
+    defined = {k: t for k, t in taus.items() if t is not None}
+    left_out = sorted(k for k, t in taus.items() if t is None)
+    verdict, diff = _tau_rule(list(defined.values()))
+    detail = {"taus": taus, "above": above, "not_applicable": left_out}
+    note = (f" C2 is not applicable on {len(left_out)} of {len(taus)} suites (τ undefined in all but at most one "
+            f"seed), left out: {', '.join(left_out)}." if left_out else "")
     if diff is None:
-        return _c2_verdict(suite, verdict, None, None, "suites", "No suite was measured.",
-                           {**detail, "why": "no suite was measured"})
-    checked = {k: v for k, v in above.items() if v is not None}  # None: no helpful or no harmful auxiliary there
+        why = f"{len(defined)} suite{'' if len(defined) == 1 else 's'} with a τ: a mean τ with an interval needs two"
+        return _c2_verdict(suite, verdict, None, None, "suites", f"{why[:1].upper()}{why[1:]}.{note}",
+                           {**detail, "why": why})
+    checked = {k: v for k, v in above.items() if v is not None and k in defined}  # None: no helpful or harmful one
     wins = sum(bool(v) for v in checked.values())
     detail["wins_of"] = len(checked)
     text = f"Every helpful auxiliary scores above every harmful one {prose.count(wins, len(checked), 'suites')}"
-    text += (f" ({len(above) - len(checked)} suite(s) hold no helpful or no harmful auxiliary)." if len(checked) < len(above)
-             else ".")
-    return _c2_verdict(suite, verdict, diff, wins, "suites", text, detail)
+    text += (f" ({len(defined) - len(checked)} suite(s) hold no helpful or no harmful auxiliary)."
+             if len(checked) < len(defined) else ".")
+    return _c2_verdict(suite, verdict, diff, wins, "suites", text + note, detail)
 
 
 def c3(suite: str, avil_tests: Dict[int, float], static_tests: Dict[int, float], avil_seconds: float,
@@ -350,8 +390,8 @@ def c3(suite: str, avil_tests: Dict[int, float], static_tests: Dict[int, float],
     statement = (f"{_head('C3', suite, verdict)} "
                  f"{_clause('avil', 'static search', diff, scale, unit, prose.p_phrase(diff.p_value))}; the rule asks "
                  f"for the interval's lower end above {prose.signed(-margin, scale)} {unit}. The search took "
-                 f"{static_runs} run{'s' if static_runs > 1 else ''} and {static_seconds:.0f} s of wall time, "
-                 f"{ratio:.1f}× the {avil_seconds:.0f} s of one αVIL run. {correction[:1].upper()}{correction[1:]}.")
+                 f"{static_runs} run{'s' if static_runs > 1 else ''} and {static_seconds:.1f} s of training time, "
+                 f"{ratio:.1f}× the {avil_seconds:.1f} s of one αVIL run. {correction[:1].upper()}{correction[1:]}.")
     if unpaired:
         statement += f" Seeds run by only one side were left out: {', '.join(map(str, unpaired))}."
     detail = {**_comparison(diff), "margin": margin, "avil_seconds": avil_seconds, "static_seconds": static_seconds,

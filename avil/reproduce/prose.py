@@ -58,16 +58,20 @@ def undetected(diff: PairedDifference, scale: float = 100.0, unit: str = "points
         return (f"mean {signed(diff.mean, scale)} {unit}; with {seeds_phrase(diff.seeds)} there is no interval, "
                 "so no effect of any size could be detected")
     return (f"mean {signed(diff.mean, scale)} {unit}; the smallest effect these {seeds_phrase(diff.seeds)} could "
-            f"detect is about {plain(mde, scale)} {unit}")
+            f"detect with 80 % power is about {plain(mde, scale)} {unit}")
 
 
 def difference(label: str, baseline: str, diff: PairedDifference, scale: float = 100.0,
-               unit: str = "points", holm_p: float = None, family: int = 1) -> str:
+               unit: str = "points", holm_p: float = None, family: Union[int, str] = 1,
+               tests: int = None) -> str:
     """One sentence on ``label`` − ``baseline`` paired per seed: ahead or
     behind where the test establishes it, else that no difference was
     detected and the smallest one these seeds could detect. With ``holm_p``
     (the Holm-adjusted p-value in a family of ``family`` comparisons) the
-    test is Holm's at α = 0.05; without, the 95 % interval excluding 0."""
+    test is Holm's at α = 0.05; without, the 95 % interval excluding 0.
+    ``family`` may name the family (``"the table's 5 comparisons"``), with
+    ``tests`` its size."""
+    tests = tests if tests is not None else family if isinstance(family, int) else 1
     established = (holm_p < 0.05) if holm_p is not None else (diff.low > 0 or diff.high < 0)
     if established:
         ahead = diff.mean > 0
@@ -77,15 +81,15 @@ def difference(label: str, baseline: str, diff: PairedDifference, scale: float =
                 f"± {plain(diff.half_width, scale)} {unit} (95 % CI{corrected}; {'ahead' if ahead else 'behind'} "
                 f"{count(same_way, diff.seeds)})")
     if holm_p is not None:
-        return (f"no difference between {label} and {baseline} was detected at this power after Holm's correction "
-                f"over {family} ({undetected(diff, scale, unit, 0.05 / family)})")
+        return (f"no difference between {label} and {baseline} was detected after Holm's correction "
+                f"over {family} ({undetected(diff, scale, unit, 0.05 / tests)})")
     if diff.low > 0 or diff.high < 0:
         ahead = diff.low > 0
         same_way = diff.wins if ahead else sum(d < 0 for d in diff.differences)
         return (f"{label} is {'ahead of' if ahead else 'behind'} {baseline} by {plain(abs(diff.mean), scale)} "
                 f"± {plain(diff.half_width, scale)} {unit} (95 % CI; {'ahead' if ahead else 'behind'} "
                 f"{count(same_way, diff.seeds)})")
-    return (f"no difference between {label} and {baseline} was detected at this power "
+    return (f"no difference between {label} and {baseline} was detected "
             f"({undetected(diff, scale, unit)})")
 
 
@@ -100,8 +104,10 @@ def effect(aux: str, diff: PairedDifference, scale: float = 100.0, unit: str = "
     kind = effect_kind(diff)
     if kind == "no effect detected":
         mde = minimum_detectable_effect(diff)
+        if not math.isfinite(mde):
+            return f"{aux}: no effect detected (mean {signed(diff.mean, scale)} {unit}; one seed gives no interval)"
         return (f"{aux}: no effect detected (mean {signed(diff.mean, scale)} {unit}; smallest detectable "
-                f"about {plain(mde, scale)} {unit})")
+                f"with 80 % power about {plain(mde, scale)} {unit})")
     same_way = diff.wins if kind == "helpful" else sum(d < 0 for d in diff.differences)
     return (f"{aux}: {kind} ({signed(diff.mean, scale)} ± {plain(diff.half_width, scale)} {unit}, 95 % CI; "
             f"{'higher' if kind == 'helpful' else 'lower'} {count(same_way, diff.seeds)})")
@@ -152,20 +158,25 @@ def verdict(v) -> str:
 
 def verdicts_table(verdicts: Sequence) -> "pandas.DataFrame":
     """A pandas table of ``claims.Verdict``s: claim, suite, verdict, estimate,
-    95 % CI, seeds, wins (— where there is none)."""
+    95 % CI, seeds, wins (— where there is none), then what the estimate
+    measures, in which unit, and what a win counts, since both differ by claim."""
     import pandas as pd
 
     rows = []
     for v in verdicts:
         unit = f" {v.unit}" if v.unit else ""
         measured = v.estimate is not None
+        units = v.units if measured else "seeds"
         rows.append({"claim": v.claim, "suite": v.suite, "verdict": v.verdict,
                      "estimate": f"{signed(v.estimate, v.scale)}{unit}" if measured else "—",
                      "95 % CI": interval(v.ci_low, v.ci_high, v.scale) if measured else "—",
                      "seeds": v.seeds if measured else "—",
                      "wins": f"{v.wins}/{v.detail.get('wins_of', v.seeds)}" if measured and v.wins is not None
-                     else "—"})
-    return pd.DataFrame(rows, columns=["claim", "suite", "verdict", "estimate", "95 % CI", "seeds", "wins"])
+                     else "—",
+                     "estimate is": (f"{v.measure}" + (f", in {v.unit}" if v.unit else "")) if v.measure else "—",
+                     "a win is": f"one of the {units} {v.wins_meaning}" if v.wins_meaning else "—"})
+    return pd.DataFrame(rows, columns=["claim", "suite", "verdict", "estimate", "95 % CI", "seeds", "wins",
+                                       "estimate is", "a win is"])
 
 
 __all__ = ["count", "difference", "effect", "effect_kind", "interval", "order", "p_phrase", "plain", "ranking",

@@ -102,7 +102,7 @@ def choose(summary: Dict[str, Dict[str, dict]], by_pair: Dict[Tuple[str, str], D
     behind = eligible_rules(summary, alpha)
     steps = alpha_step_choice(summary, alpha)
     reference = {name: v.estimate for name, v in by_pair[REFERENCE].items() if is_synthetic(name)}
-    if len(reference) < 2:
+    if sum(t is not None for t in reference.values()) < 2:
         return {"rule": REFERENCE[0], "readout": REFERENCE[1], "behind_paper": behind, "comparisons": {},
                 "alpha_step": steps, "why": "fewer than two synthetic suites: nothing to compare over"}
     comparisons = {}
@@ -110,7 +110,11 @@ def choose(summary: Dict[str, Dict[str, dict]], by_pair: Dict[Tuple[str, str], D
         if (rule, readout) == REFERENCE or behind[rule]:
             continue
         taus = {name: v.estimate for name, v in by_suite.items() if is_synthetic(name)}
-        comparisons[(rule, readout)] = paired_difference([taus[s] for s in reference], list(reference.values()))
+        # paired over the suites where C2 is applicable under both (an estimate of None: τ undefined there)
+        common = [s for s in reference if reference[s] is not None and taus.get(s) is not None]
+        if common:
+            comparisons[(rule, readout)] = paired_difference([taus[s] for s in common],
+                                                             [reference[s] for s in common])
     adjusted = holm({f"{r} / {o}": d.p_value for (r, o), d in comparisons.items()})
     better = [(pair, d) for pair, d in comparisons.items() if adjusted[f"{pair[0]} / {pair[1]}"] < alpha and d.mean > 0]
     chosen = max(better, key=lambda item: item[1].mean)[0] if better else REFERENCE
@@ -131,12 +135,13 @@ def ranking_table(by_pair: Dict[Tuple[str, str], Dict[str, Verdict]], suites: Se
         row = {"rule": rule, "readout": readout}
         if any(is_synthetic(s) for s in by_suite):
             p = pooled(by_suite)
-            row["synthetic τ (95 % CI)"] = f"{p.estimate:+.2f} [{p.ci_low:+.2f}, {p.ci_high:+.2f}]"
+            row["synthetic τ (95 % CI)"] = (f"{p.estimate:+.2f} [{p.ci_low:+.2f}, {p.ci_high:+.2f}]"
+                                            if p.estimate is not None else "not applicable")
             checked = [a for a in (suite_above(v) for n, v in by_suite.items() if is_synthetic(n)) if a is not None]
             row["synthetic: helpful above harmful"] = f"{sum(checked)}/{len(checked)}"
         for name in suites or [s for s in by_suite if not is_synthetic(s)]:
             v = by_suite[name]
-            row[f"{name} τ"] = round(v.estimate, 2)
+            row[f"{name} τ"] = round(v.estimate, 2) if v.estimate is not None else "not applicable"
             last = most_harmful_last(v)
             row[f"{name}: most harmful last"] = f"{sum(last)}/{len(last)}"
         rows.append(row)

@@ -18,8 +18,10 @@ def holm_vs_baseline(summary: Dict[str, dict]) -> Dict[str, float]:
 def table(summary: Dict[str, dict], scale: float = 100.0, unit: str = "%", alpha: float = 0.05):
     """A pandas table of a ``summarize`` result: one row per method, with the
     paired difference from the baseline (mean ± 95 % CI half-width in points,
-    then wins/seeds), its Holm-adjusted p over the table's comparisons, and
-    the verdict of that test ("higher", "lower", or "no difference detected")."""
+    then wins/seeds), its Holm-adjusted p over the table's comparisons (three
+    decimals, "< 0.001" below), the verdict of that test ("higher", "lower",
+    or "no difference detected"), and the ``w[task]`` columns: final weights,
+    mean over seeds."""
     import pandas as pd
 
     paired_columns = any("vs_baseline" in s for s in summary.values())
@@ -36,7 +38,7 @@ def table(summary: Dict[str, dict], scale: float = 100.0, unit: str = "%", alpha
             paired = s.get("vs_baseline")
             diff = PairedDifference.from_dict(paired) if paired else None
             row[f"Δ vs {baseline} (95 % CI, wins)"] = diff.format(scale) if diff else "—"
-            row["Holm p"] = round(adjusted[method], 4) if diff else "—"
+            row["Holm p"] = ("< 0.001" if adjusted[method] < 0.001 else f"{adjusted[method]:.3f}") if diff else "—"
             row["verdict"] = ("—" if not diff else "no difference detected" if adjusted[method] >= alpha
                               else "higher" if diff.mean > 0 else "lower")
         row.update({
@@ -55,7 +57,7 @@ def effects_table(effects: Dict[str, AuxiliaryEffect], scale: float = 100.0, uni
     wins/seeds) and whether the interval excludes 0."""
     import pandas as pd
 
-    verdicts = {"higher": "helpful", "lower": "harmful", "inside CI": "no effect established"}
+    verdicts = {"higher": "helpful", "lower": "harmful", "inside CI": "no effect detected"}
     rows = []
     for aux, effect in effects.items():
         d = effect.difference
@@ -63,7 +65,7 @@ def effects_table(effects: Dict[str, AuxiliaryEffect], scale: float = 100.0, uni
             "auxiliary": aux,
             f"{effect.baseline} test {unit}": round(scale * statistics.fmean(h.test for h in effect.alone), 2),
             f"{effect.method} with it, test {unit}": round(scale * statistics.fmean(h.test for h in effect.joint), 2),
-            f"effect ({'points' if unit == '%' else unit}, mean ± 95 % CI (wins/seeds))": d.format(scale),
+            f"effect, {'points' if unit == '%' else unit} (± 95 % CI, wins)": d.format(scale),
             "verdict": verdicts[d.verdict],
         })
     return pd.DataFrame(rows).set_index("auxiliary")
