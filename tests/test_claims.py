@@ -254,6 +254,21 @@ def test_c2_without_a_ranking_to_check_is_inconclusive(scores, effects, why):
     assert prose.verdict(v).startswith("C2 on toy: inconclusive (")
 
 
+def test_c2_where_no_auxiliary_has_a_detected_effect_is_inconclusive_whatever_tau_says():
+    flat = {"flat": EFFECTS["flat"],
+            "flat_too": paired_difference([0.81, 0.8, 0.8], [0.8, 0.8, 0.81])}  # both within their noise
+    agree = {s: {"flat": 1.0, "flat_too": 0.5} if flat["flat"].mean > flat["flat_too"].mean
+             else {"flat": 0.5, "flat_too": 1.0} for s in range(3)}
+    v = reproduce.c2("text", agree, flat)
+    assert v.estimate == 1.0 and v.ci_low == 1.0  # the same order in every seed: τ's interval lies above 0 ...
+    assert v.verdict == "inconclusive"  # ... but an order within the noise decides nothing
+    assert v.detail["why"].startswith("no auxiliary's effect on the target was detected")
+    assert "No auxiliary's effect on the target was detected" in v.statement
+    with_effect = reproduce.c2("text", {s: {"good": 1.0, "flat": 0.5} for s in range(3)},
+                               {"good": EFFECTS["good"], "flat": EFFECTS["flat"]})
+    assert with_effect.verdict == "reproduced"  # one detected effect is enough for τ to decide
+
+
 def test_c2_without_a_harmful_auxiliary_counts_no_wins():
     effects = {"good": EFFECTS["good"], "flat": EFFECTS["flat"]}
     v = reproduce.c2("toy", {s: {"good": 1.0, "flat": 0.5} for s in range(2)}, effects)

@@ -149,8 +149,8 @@ def test_plot_weights_draws_a_panel_per_method_quantity_and_task_with_each_seed(
     fig = reproduce.plot_weights(histories)
     # single_task and uniform have no weights that vary: no row; diw has weights, avil weights and α
     rows = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
-    # a method without an α-step records weights of its own kind: the label claims no loss scale for them
-    assert rows == ["diw:\ntask weight", "avil:\ntask weight\n(loss scale)", "avil:\nα\n(mixing weight)",
+    # a method without an α-step records weights of its own kind, named by the method: no loss scale claimed
+    assert rows == ["diw:\nmean example\nweight (KMM)", "avil:\ntask weight\n(loss scale)", "avil:\nα\n(mixing weight)",
                     "avil (α carried\nover):\ntask weight\n(loss scale)",
                     "avil (α carried\nover):\nα\n(mixing weight)"]  # long labels wrapped
     assert len(fig.axes) == 5 * len(TASKS)

@@ -97,6 +97,8 @@ def clip_normalise(beta: torch.Tensor, bound: float, iterations: int = 100) -> t
 
 class DIW(Method):
     name = "diw"
+    # What History.task_weights holds for this method: figures label their axis with it.
+    weight_label = "mean example\nweight (KMM)"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -62,6 +62,8 @@ def combine(g_target: torch.Tensor, g_aux: Union[torch.Tensor, Sequence[torch.Te
 
 class GCS(Method):
     name = "gcs"
+    # What History.task_weights holds for this method: figures label their axis with it.
+    weight_label = "mean gate on the\naux. gradient (0–1)"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -260,7 +260,8 @@ def c2(suite: str, scores: Dict[int, Dict[str, float]], effects: Dict[str, Paire
     reproduced when the interval is above 0, not reproduced when it is at or
     below 0, else inconclusive (also with fewer than 2 auxiliaries, or fewer
     than 2 seeds with a defined τ: then C2 is not applicable on the suite and
-    there is no estimate). Helpful: the effect's 95 % CI
+    there is no estimate; and when no auxiliary is helpful or harmful: the
+    estimate is kept, but an order within the noise decides nothing). Helpful: the effect's 95 % CI
     above 0, harmful: below 0; wins: seeds where every helpful auxiliary
     scores strictly above every harmful one (``detail["ties"]``: seeds where
     the lowest helpful and highest harmful score are equal)."""
@@ -317,6 +318,13 @@ def c2(suite: str, scores: Dict[int, Dict[str, float]], effects: Dict[str, Paire
                "is not applicable on this suite")
         detail["why"] = why
         return _c2_verdict(suite, verdict, None, wins, "seeds", f"{why}. {text}", detail)
+    if not helpful and not harmful:
+        # Every measured effect is within its noise, so the order τ is scored
+        # against is the noise's: its τ is shown, but it cannot decide C2.
+        why = ("no auxiliary's effect on the target was detected, so the measured order the readout is scored "
+               "against is within the noise and τ cannot decide C2 on this suite")
+        detail["why"] = why
+        return _c2_verdict(suite, "inconclusive", diff, wins, "seeds", f"{why[:1].upper()}{why[1:]}. {text}", detail)
     return _c2_verdict(suite, verdict, diff, wins, "seeds", text, detail)
 
 
