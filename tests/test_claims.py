@@ -264,6 +264,7 @@ def test_c2_where_no_auxiliary_has_a_detected_effect_is_inconclusive_whatever_ta
     assert v.verdict == "inconclusive"  # ... but an order within the noise decides nothing
     assert v.detail["why"].startswith("no auxiliary's effect on the target was detected")
     assert "No auxiliary's effect on the target was detected" in v.statement
+    assert "; no auxiliary's effect on the target was detected" in prose.verdict(v)  # the summary line says why
     with_effect = reproduce.c2("text", {s: {"good": 1.0, "flat": 0.5} for s in range(3)},
                                {"good": EFFECTS["good"], "flat": EFFECTS["flat"]})
     assert with_effect.verdict == "reproduced"  # one detected effect is enough for τ to decide

@@ -152,8 +152,9 @@ def verdict(v) -> str:
     wins = (f"; {v.wins} of {seeds_phrase(v.detail.get('wins_of', v.seeds), v.units)} {v.wins_meaning}"
             if v.wins is not None
             else f"; {seeds_phrase(v.seeds, v.units)}")
+    why = f"; {v.detail['why']}" if v.detail.get("why") else ""  # an estimate that does not decide the verdict
     return (f"{v.claim} on {v.suite}: {v.verdict} ({v.measure}: {signed(v.estimate, v.scale)}{unit}, 95 % CI "
-            f"{interval(v.ci_low, v.ci_high, v.scale)}{wins}; {v.correction}).")
+            f"{interval(v.ci_low, v.ci_high, v.scale)}{wins}{why}; {v.correction}).")
 
 
 def verdicts_table(verdicts: Sequence) -> "pandas.DataFrame":

@@ -6,7 +6,7 @@ import statistics
 from typing import Dict, List, Optional, Sequence
 
 from ..history import History
-from ..ranking import DEFAULT_READOUT, auxiliary_scores, rank_auxiliaries
+from ..ranking import DEFAULT_READOUT, auxiliary_scores
 from . import prose
 from .claims import c2
 from .stats import PairedDifference, paired_difference
