@@ -95,9 +95,9 @@ def test_start_applies_the_profile_and_prints_where_the_run_writes(tmp_path, mon
     monkeypatch.setenv(reproduce.MAKE_REPRODUCE_ENV, "1")
     run = reproduce.start("00_quickstart", "default", **committed())
     assert (run.profile, run.path) == ("default", tmp_path / "00_quickstart" / "metrics.json")
-    assert capsys.readouterr().out == (f"results of this run go to {run.path}: the default profile's reference "
-                                       "results, written by make reproduce with the parameters committed in this "
-                                       "notebook.\n")
+    assert capsys.readouterr().out == (f"results of this run go to {run.path}: this is the committed results file, "
+                                       "which only make reproduce writes, run at the default profile with the "
+                                       "parameters committed in the notebook.\n")
     monkeypatch.setenv("AVIL_PROFILE", "smoke")  # as make test sets it
     run = reproduce.start("00_quickstart", "default", **{**committed(), "EPOCHS": 1})
     assert run.profile == "smoke" and run.path == results.runs_path("00_quickstart", "smoke", run.parameters)

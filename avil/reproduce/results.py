@@ -161,8 +161,8 @@ def _decide(notebook: str, profile: str, parameters: Dict[str, Any], by_make_rep
                 for name in sorted(committed.keys() | given.keys()) if given.get(name, ...) != committed.get(name, ...)]
     if why:
         return runs_path(notebook, profile, parameters), "; ".join(why)
-    return metrics_path(notebook), ("the default profile's reference results, written by make reproduce with the "
-                                    "parameters committed in this notebook")
+    return metrics_path(notebook), ("this is the committed results file, which only make reproduce writes, run at the "
+                                    "default profile with the parameters committed in the notebook")
 
 
 def results_path(notebook: str, profile: str, parameters: Dict[str, Any]) -> Path:
