@@ -285,7 +285,9 @@ def test_plot_dev_fits_later_epochs_names_what_it_leaves_off_and_bands_the_seeds
     later = 100 * torch.tensor([h.dev[1:] for runs in histories.values() for h in runs])
     low, high = ax.get_ylim()
     assert 20.0 < low <= float(later.min()) and high >= float(later.max())
-    assert any("off the axis: epoch 1 (means 20.0–20.0 %)" in t.get_text() for t in ax.texts)
+    note = "".join(t.get_text() for t in ax.texts)
+    assert "off the axis (epoch 1 means, %): " in note
+    assert all(f"{label} 20.0" in note for label in histories)  # each mean left off, by name
     band = ax.collections[list(histories).index("avil")].get_paths()[0].vertices[:, 1]  # min–max polygon
     dev = 100 * torch.tensor([h.dev for h in histories["avil"]])  # (seeds, epochs)
     assert float(band.min()) == pytest.approx(float(dev.min())) and float(band.max()) == pytest.approx(float(dev.max()))
@@ -294,6 +296,19 @@ def test_plot_dev_fits_later_epochs_names_what_it_leaves_off_and_bands_the_seeds
     plt.close(fig)
     fig = reproduce.plot_dev(histories, zoom_from_epoch=None)
     assert fig.axes[0].get_ylim()[0] < 20.0 and not fig.axes[0].texts
+    plt.close(fig)
+
+
+def test_plot_dev_names_only_the_means_it_leaves_off_and_bands_only_the_labels_asked():
+    histories = suite()
+    for label, runs in histories.items():  # only avil's first epoch far below the rest
+        for h in runs:
+            h.dev[0] = 0.05 if label == "avil" else h.dev[1]
+    fig = reproduce.plot_dev(histories, spread=["avil", "single_task"])
+    ax = fig.axes[0]
+    note = "".join(t.get_text() for t in ax.texts)
+    assert "avil 5.0" in note and not any(f"{label} " in note for label in histories if label != "avil")
+    assert len(ax.collections) == 2  # two bands, not one per label
     plt.close(fig)
 
 

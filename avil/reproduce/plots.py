@@ -11,7 +11,7 @@ config holds the bounds its values are kept in (αVIL's weight_min/weight_max
 and alpha_min/alpha_max), they are drawn as thin dashed grey lines.
 """
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -79,11 +79,13 @@ def bounds_of(runs: List[History], field: str) -> Optional[Tuple[float, float]]:
 
 
 def plot_dev(histories: Dict[str, List[History]], title: str = "", scale: float = 100.0, unit: str = "%",
-             metric: str = "dev metric", zoom_from_epoch: Optional[int] = 2, spread: bool = True):
+             metric: str = "dev metric", zoom_from_epoch: Optional[int] = 2,
+             spread: Union[bool, Sequence[str]] = True):
     """The target's dev metric per epoch, one line per label (the mean over
     seeds, each label its own colour, line style and marker) with the seeds'
-    min–max as a band (``spread``, where a label has several seeds); legend
-    in the dict's order. ``metric`` names it on the y axis, in ``unit`` after
+    min–max as a band (``spread``: True for every label, or the labels to band,
+    where a label has several seeds; many overlapping bands read as one);
+    legend in the dict's order. ``metric`` names it on the y axis, in ``unit`` after
     multiplying by ``scale``.
 
     zoom_from_epoch: fit the y axis to the epochs from this one on, where the
@@ -101,31 +103,33 @@ def plot_dev(histories: Dict[str, List[History]], title: str = "", scale: float 
         line, = ax.plot(epochs, mean, ls=DEV_STYLES[i % len(DEV_STYLES)], marker=DEV_MARKERS[i % len(DEV_MARKERS)],
                         ms=4, lw=1.6, label=label)
         low, high = dev.min(0).values, dev.max(0).values  # (epochs,)
-        if spread and dev.shape[0] > 1:
+        banded_here = spread is True or (not isinstance(spread, bool) and label in spread)
+        if banded_here and dev.shape[0] > 1:
             ax.fill_between(epochs, low, high, color=line.get_color(), **BAND)
             banded = True
         shown = epochs >= (zoom_from_epoch or 1)
         if shown.any():
-            later.append(torch.stack([low[shown].min(), high[shown].max()]) if spread else
+            later.append(torch.stack([low[shown].min(), high[shown].max()]) if banded_here else
                          torch.stack([mean[shown].min(), mean[shown].max()]))
-        off_axis += [(int(e), float(m)) for e, m in zip(epochs[~shown], mean[~shown])]
+        off_axis += [(label, int(e), float(m)) for e, m in zip(epochs[~shown], mean[~shown])]
     if zoom_from_epoch and later and off_axis:
         lo, hi = float(torch.stack(later)[:, 0].min()), float(torch.stack(later)[:, 1].max())
         pad = 0.08 * max(hi - lo, 1e-9)
         ax.set_ylim(lo - pad, hi + pad)
-        hidden = sorted({e for e, m in off_axis if not lo - pad <= m <= hi + pad})
-        if hidden:
-            means = [m for e, m in off_axis if e in hidden]
-            epochs_text = ", ".join(str(e) for e in hidden)
-            ax.text(0.99, 0.02, f"y axis fitted to epochs ≥ {zoom_from_epoch}; off the axis: epoch {epochs_text} "
-                                f"(means {min(means):.1f}–{max(means):.1f} {unit})", transform=ax.transAxes,
-                    ha="right", va="bottom", fontsize=7.5, color="0.3")
+        hidden = [(label, e, m) for label, e, m in off_axis if not lo - pad <= m <= hi + pad]
+        if hidden:  # only the means the axis leaves out, by name
+            names = "; ".join(f"{label} {m:.1f}" for label, e, m in sorted(hidden, key=lambda item: (item[1], item[2])))
+            epochs_text = ", ".join(str(e) for e in sorted({e for _, e, _ in hidden}))
+            ax.text(0.99, 0.02, f"y axis fitted to epochs ≥ {zoom_from_epoch}; off the axis (epoch {epochs_text} "
+                                f"means, {unit}): {names}", transform=ax.transAxes, wrap=True,
+                    ha="right", va="bottom", fontsize=7, color="0.3")
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"target {metric} ({unit})")
     _integer_epochs(ax)
     ax.grid(alpha=0.3)
     ax.set_title(title or f"target {metric} per epoch", fontsize=10)
-    legend_title = _seeds_label(histories) + ("\nband: min–max over seeds" if banded else "")
+    which = "" if spread is True else f" ({', '.join(label for label in histories if label in spread)})"
+    legend_title = _seeds_label(histories) + (f"\nband{which}: min–max over seeds" if banded else "")
     fig.legend(loc="outside right upper", fontsize=8, title=legend_title, title_fontsize=8)
     return fig
 

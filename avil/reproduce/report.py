@@ -242,10 +242,11 @@ def against_single_task(summary: Dict[str, dict], labels: Sequence[str] = ("avil
         in_c1 = baseline in c1.detail.get("ahead", [])
         if in_table != in_c1:
             family = len(c1.detail["comparisons"])
-            text += (f" C1 corrects over its {family} baselines, the methods table over its {len(adjusted)} "
-                     f"comparisons with `{baseline}`: in C1's family the same difference has Holm-adjusted "
-                     f"{prose.p_phrase(compared['holm_p'])}, and `{method}` {'is' if in_c1 else 'is not'} "
-                     f"measurably ahead of `{baseline}` there.")
+            text += (f" Whether `{method}` is measurably ahead of `{baseline}` depends on the family Holm's "
+                     f"correction runs over, so read this difference as borderline: C1 corrects over its {family} "
+                     f"baselines, the methods table over its {len(adjusted)} comparisons with `{baseline}`; in "
+                     f"C1's family the same difference has Holm-adjusted {prose.p_phrase(compared['holm_p'])}, and "
+                     f"`{method}` {'is' if in_c1 else 'is not'} measurably ahead of `{baseline}` there.")
     return text
 
 

@@ -277,7 +277,9 @@ def plot_final_weights(histories: Dict[str, List[History]], colors: Optional[Dic
     if effects:
         marks.append(Patch(color="none", label=f"above a bar: the auxiliary's measured effect on the target's\n"
                                                 f"test metric ({effect_unit}; its 95 % CI decides the class)"))
-    fig.legend(handles=marks, loc="outside lower center", ncol=min(3, len(marks)), fontsize=8, frameon=False)
+    # One column of panels is narrow: two legend columns keep the legend within the figure's width.
+    fig.legend(handles=marks, loc="outside lower center", ncol=min(3 if len(histories) > 1 else 2, len(marks)),
+               fontsize=8, frameon=False)
     fig.legend(handles=list(task_handles.values()), loc="outside right center", fontsize=8,
                title="task (lines:\nmean over seeds)", title_fontsize=8)
     fig.suptitle(title or "final task weights", fontsize=11)
