@@ -406,10 +406,10 @@ def test_effect_ranking_and_count():
                                                             "smallest detectable with 80 % power about ")
     assert prose.effect("one", paired_difference([0.9], [0.8])) == \
         "one: no effect detected (mean +10.00 points; one seed gives no interval)"
-    said = prose.ranking([("good", 1.2), ("flat", 0.9), ("bad", 0.9)], EFFECTS)
-    assert said == ("The readout orders the auxiliaries good > flat = bad; their measured effects order them "
-                    "good (helpful) > flat (no effect detected) > bad (harmful) (“=” marks a tie).")
-    assert prose.ranking({"good": 2.0, "bad": 1.0}, EFFECTS).endswith("good (helpful) > bad (harmful).")
+    assert prose.order(prose.grouped([("good", 1.2), ("flat", 0.9), ("bad", 0.9)])) == "good > flat = bad"
+    measured = prose.grouped([(a, d.mean) for a, d in EFFECTS.items()])
+    assert prose.order(measured, {a: prose.effect_kind(d) for a, d in EFFECTS.items()}) == \
+        "good (helpful) > flat (no effect detected) > bad (harmful)"
     assert prose.count(3, 5) == "in 3 of 5 seeds" and prose.count(1, 1) == "in 1 of 1 seed"
 
 

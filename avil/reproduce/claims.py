@@ -20,7 +20,6 @@ import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..history import History
-from ..ranking import ties
 from . import prose
 from .stats import PairedDifference, holm, minimum_detectable_effect, paired_difference
 
@@ -293,7 +292,7 @@ def c2(suite: str, scores: Dict[int, Dict[str, float]], effects: Dict[str, Paire
             undefined[seed] = "all scores tie" if len(set(values)) == 1 else "all effects' means tie"
         else:
             taus[seed] = tau
-        score_ties[seed] = [g for g in ties(sorted(per_aux.items(), key=lambda item: -item[1])) if len(g) > 1]
+        score_ties[seed] = [g for g in prose.grouped(list(per_aux.items())) if len(g) > 1]
         if helpful and harmful:
             low, high = min(per_aux[a] for a in helpful), max(per_aux[a] for a in harmful)
             order[seed] = "above" if low > high else "tie" if low == high else "below"

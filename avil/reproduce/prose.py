@@ -120,25 +120,9 @@ def order(groups: Sequence[Sequence[str]], notes: Mapping[str, str] = None) -> s
                       for group in groups)
 
 
-def _grouped(scores: Sequence[Tuple[str, float]]) -> List[List[str]]:
-    """Names grouped by equal score, highest first."""
+def grouped(scores: Sequence[Tuple[str, float]]) -> List[List[str]]:
+    """Names grouped by equal score, highest first (``order`` writes them)."""
     return ties(sorted(scores, key=lambda item: -item[1]))
-
-
-def ranking(readout: Union[Sequence[Tuple[str, float]], Mapping[str, float]],
-            effects: Mapping[str, PairedDifference]) -> str:
-    """The readout's order of the auxiliaries next to the order of their
-    measured effects on the target (by mean, each marked helpful, harmful or
-    no effect detected), ties named as ties. ``readout``: ``rank_auxiliaries``'
-    pairs or a {auxiliary: score} dict."""
-    pairs = list(readout.items()) if isinstance(readout, Mapping) else list(readout)
-    readout_groups = _grouped(pairs)
-    measured = _grouped([(aux, effects[aux].mean) for aux, _ in pairs if aux in effects])
-    text = f"The readout orders the auxiliaries {order(readout_groups)}"
-    text += (f"; their measured effects order them {order(measured, {a: effect_kind(effects[a]) for a in effects})}"
-             if measured else "; none of them has a measured effect")
-    tied = [group for group in readout_groups + measured if len(group) > 1]
-    return text + (" (“=” marks a tie)." if tied else ".")
 
 
 def verdict(v) -> str:
@@ -180,5 +164,5 @@ def verdicts_table(verdicts: Sequence) -> "pandas.DataFrame":
                                        "estimate is", "a win is"])
 
 
-__all__ = ["count", "difference", "effect", "effect_kind", "interval", "order", "p_phrase", "plain", "ranking",
+__all__ = ["count", "difference", "effect", "effect_kind", "grouped", "interval", "order", "p_phrase", "plain",
            "seeds_phrase", "signed", "undetected", "verdict", "verdicts_table"]

@@ -9,7 +9,7 @@ from ..history import History
 from ..ranking import DEFAULT_READOUT, auxiliary_scores
 from . import prose
 from .claims import c2
-from .stats import PairedDifference, paired_difference
+from .stats import PairedDifference, minimum_detectable_effect, paired_difference
 from .tables import holm_vs_baseline
 
 
@@ -80,7 +80,8 @@ def rankings(runs: Sequence[History], measured: Dict[str, object], readout: str 
     scores = {h.seed: auxiliary_scores(h, readout) for h in runs}
     taus = c2("", scores, diffs).detail.get("taus", {}) if len(diffs) > 1 else {}
     kinds = {a: prose.effect_kind(d) for a, d in diffs.items()}
-    groups = prose._grouped([(a, d.mean) for a, d in diffs.items()])
+    groups = prose.grouped([(a, d.mean) for a, d in diffs.items()])
+    by_score = {seed: prose.grouped(list(s.items())) for seed, s in scores.items()}  # each seed's order, ties grouped
     if len(set(kinds.values())) == 1:
         measured_text = f"{prose.order(groups)} (each: {next(iter(kinds.values()))})"
     else:
@@ -90,9 +91,8 @@ def rankings(runs: Sequence[History], measured: Dict[str, object], readout: str 
              f"(+1 the same order, −1 reversed; C2 averages it):"]
     for h in runs:
         tau = f"τ = {prose.signed(taus[h.seed])}" if h.seed in taus else "τ undefined: every score ties"
-        lines.append(f"- seed {h.seed}: {prose.order(prose._grouped(list(scores[h.seed].items())))} ({tau})")
-    tied = any(len(g) > 1 for g in groups) or any(
-        len(g) > 1 for s in scores.values() for g in prose._grouped(list(s.items())))
+        lines.append(f"- seed {h.seed}: {prose.order(by_score[h.seed])} ({tau})")
+    tied = any(len(g) > 1 for g in groups) or any(len(g) > 1 for s in by_score.values() for g in s)
     return "\n".join(lines) + ("\n\n“=” marks a tie." if tied else "")
 
 
@@ -288,8 +288,6 @@ def versus(columns: Dict[str, Dict[str, dict]], reference: str, scale: float = 1
     """Per suite, which rows are measurably ahead of or behind ``reference``
     after Holm's correction over the suite's rows (``ablation.holm_differences``),
     and otherwise the largest of the rows' smallest detectable effects."""
-    from .stats import minimum_detectable_effect
-
     lines = []
     for suite, rows in columns.items():
         if not rows:
